@@ -1,0 +1,134 @@
+"""The one place that knows about NumPy vs CuPy.
+
+Math code never asks "is this NumPy or CuPy?". It asks this module for the array module `xp` that owns
+its arrays (`array_module(x)`), or it is handed a `Backend` when it creates arrays from nothing.
+Everything CuPy-specific in minwave lives in this file.
+
+    backend = get_backend("numpy")      # or "cupy"
+    xp = backend.xp                     # numpy or cupy
+    backend.to_host(a)                  # -> numpy.ndarray (a copy from the GPU, or `a` itself)
+    backend.asarray(a)                  # host data -> this backend's array
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Callable
+
+import numpy as np
+
+GPU_INSTALL_HINT = 'pip install "minwave[gpu]"  (needs an NVIDIA GPU with a CUDA 12 driver)'
+
+
+class BackendError(RuntimeError):
+    """The requested array backend cannot be used here (message says what to install or check)."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    """An array module plus the few operations whose spelling differs between NumPy and CuPy."""
+
+    name: str
+    xp: ModuleType
+    array_type: type
+    to_host: Callable[[Any], np.ndarray]
+    scatter_add: Callable[[Any, Any, Any], None]  # target[idx] += values, accumulating repeated idx
+    synchronize: Callable[[], None]
+
+    def asarray(self, a, dtype=None):
+        """Host (or same-backend) data -> an array of this backend."""
+        return self.xp.asarray(a, dtype=dtype)
+
+    def __repr__(self) -> str:
+        return f"Backend({self.name!r})"
+
+
+def _numpy_backend() -> Backend:
+    return Backend(
+        name="numpy",
+        xp=np,
+        array_type=np.ndarray,
+        to_host=np.asarray,
+        scatter_add=np.add.at,
+        synchronize=lambda: None,
+    )
+
+
+def _cupy_backend() -> Backend:
+    try:
+        import cupy
+        import cupyx
+    except ImportError as exc:  # pragma: no cover - depends on the machine
+        raise BackendError(f"backend 'cupy' needs CuPy, which is not installed: {GPU_INSTALL_HINT}") from exc
+    try:
+        n_devices = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        raise BackendError(f"backend 'cupy': no usable CUDA device ({exc}); check the driver or use the CPU") from exc
+    if n_devices < 1:  # pragma: no cover
+        raise BackendError("backend 'cupy': CuPy is installed but no CUDA device is present; use the CPU")
+    return Backend(
+        name="cupy",
+        xp=cupy,
+        array_type=cupy.ndarray,
+        to_host=cupy.asnumpy,
+        scatter_add=cupyx.scatter_add,
+        synchronize=lambda: cupy.cuda.Device().synchronize(),
+    )
+
+
+_FACTORIES = {"numpy": _numpy_backend, "cupy": _cupy_backend}
+_CACHE: dict[str, Backend] = {}
+# Backends that own arrays other than np.ndarray, checked before NumPy by array_module(). A test may
+# register a strict stand-in here (tests/strict_xp.py).
+_REGISTERED: list[Backend] = []
+
+
+def get_backend(backend: str | Backend = "numpy") -> Backend:
+    """'numpy' | 'cupy' | a Backend instance -> Backend. Raises BackendError with the fix if unavailable."""
+    if isinstance(backend, Backend):
+        return backend
+    if backend not in _FACTORIES:
+        raise ValueError(f"unknown backend {backend!r}: choose 'numpy' or 'cupy'")
+    if backend not in _CACHE:
+        _CACHE[backend] = _FACTORIES[backend]()
+        if backend != "numpy":
+            register(_CACHE[backend])
+    return _CACHE[backend]
+
+
+def register(backend: Backend) -> None:
+    """Let array_module() recognise this backend's arrays."""
+    if all(b.array_type is not backend.array_type for b in _REGISTERED):
+        _REGISTERED.insert(0, backend)
+
+
+def unregister(backend: Backend) -> None:
+    _REGISTERED[:] = [b for b in _REGISTERED if b.array_type is not backend.array_type]
+
+
+def backend_of(a) -> Backend:
+    """The Backend owning array `a` (NumPy for anything not claimed by a registered backend)."""
+    for b in _REGISTERED:
+        if isinstance(a, b.array_type):
+            return b
+    return get_backend("numpy")
+
+
+def array_module(a) -> ModuleType:
+    """The `xp` of array `a`: what ops call to get tanh, exp, zeros_like ... for their inputs."""
+    return backend_of(a).xp
+
+
+def to_host(a) -> np.ndarray:
+    """Any backend's array (or a Python scalar) -> numpy.ndarray."""
+    return backend_of(a).to_host(a)
+
+
+def cupy_available() -> bool:
+    """True when CuPy imports and sees at least one CUDA device."""
+    try:
+        get_backend("cupy")
+    except BackendError:
+        return False
+    return True

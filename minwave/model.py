@@ -1,0 +1,328 @@
+"""The WaveNet: a causal input layer, a stack of gated dilated layers with residual and skip paths,
+and a ReLU/1×1 output head giving a softmax over Q μ-law classes (van den Oord et al. 2016, Fig. 4).
+
+Legend: B batch, T time, Q classes, R residual channels, D dilation channels, S skip channels,
+L layers (stacks × layers_per_stack), G tags, k kernel size.
+
+    codes (B, T) ──causal k-tap embedding──> x_0 (B, T, R)
+    for each layer l (dilation d_l):
+        z_l = tanh(W_f∗x_l + V_f·h) ⊙ σ(W_g∗x_l + V_g·h)        (B, T, D)
+        x_{l+1} = x_l + z_l @ W_res,l + b_res,l                 (B, T, R)   (not for the last layer)
+    skip = [z_1 | … | z_L] @ W_skip + b_skip                    (B, T, S)
+    logits = relu(relu(skip) @ W_1 + b_1) @ W_2 + b_2           (B, T, Q)
+
+logits[:, t] is the distribution of x[:, t+1] given x[:, :t+1].
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+from . import ops
+from .backend import Backend, get_backend, to_host
+
+
+@dataclass(frozen=True)
+class WaveNetConfig:
+    """The shape of a WaveNet. Defaults: the 2 × (1 … 512) network of the benchmarks."""
+
+    stacks: int = 2
+    layers_per_stack: int = 10
+    kernel_size: int = 2
+    residual_channels: int = 32
+    dilation_channels: int = 32
+    skip_channels: int = 256
+    quantization_channels: int = 256
+    n_tags: int = 0
+    sample_rate: int = 16000
+
+    def __post_init__(self):
+        minimum = {
+            "stacks": 1,
+            "layers_per_stack": 1,
+            "kernel_size": 2,
+            "residual_channels": 1,
+            "dilation_channels": 1,
+            "skip_channels": 1,
+            "quantization_channels": 2,
+            "n_tags": 0,
+            "sample_rate": 1,
+        }
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise ValueError(f"WaveNetConfig.{f.name} must be an integer, got {value!r}")
+            if value < minimum[f.name]:
+                raise ValueError(f"WaveNetConfig.{f.name} must be >= {minimum[f.name]}, got {value}")
+
+    @property
+    def n_layers(self) -> int:
+        return self.stacks * self.layers_per_stack
+
+    @property
+    def dilations(self) -> list[int]:
+        """1, 2, 4, …, 2^(layers_per_stack-1), repeated for each stack."""
+        return [2**i for i in range(self.layers_per_stack)] * self.stacks
+
+    @property
+    def receptive_field(self) -> int:
+        """Samples that logits[:, t] can see: x[:, t - RF + 1 … t].
+
+        The input layer spans k samples and each dilated layer adds (k-1)·d more.
+        """
+        return (self.kernel_size - 1) * (1 + sum(self.dilations)) + 1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> WaveNetConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown WaveNetConfig fields: {sorted(unknown)}")
+        return cls(**d)
+
+
+def init_params(config: WaveNetConfig, seed: int = 0) -> dict[str, np.ndarray]:
+    """Fresh float64 host parameters (the caller casts and moves them).
+
+    Initialisation, chosen so that a 30+ layer stack trains stably from step one:
+    - input embedding W (k, Q, R): N(0, 1/k), so x_0 = Σ of k rows has unit variance;
+    - dilated conv W (k, R, 2D) and conditioning V (G, 2D): N(0, 1/fan_in) (LeCun normal, right for
+      tanh/σ: pre-activations of unit variance, neither saturated nor linear), fan_in = k·R (+ G);
+    - residual W (D, R): N(0, 1/D) scaled by 1/√L so that the residual stream x_L, a sum of L layer
+      contributions, keeps variance O(1) however deep the stack (as in GPT-2's scaled init);
+    - skip W (L·D, S): N(0, 1/(L·D)), the sum of L layers' projections has unit variance;
+    - head W1 (S, S): N(0, 2/S) (He normal, after a ReLU); W2 (S, Q): N(0, 1/S) · ½ for mildly
+      confident initial predictions close to uniform;
+    - all biases 0.
+    """
+    rng = np.random.default_rng(seed)
+    k, Q, R = config.kernel_size, config.quantization_channels, config.residual_channels
+    D, S, G, L = config.dilation_channels, config.skip_channels, config.n_tags, config.n_layers
+
+    def normal(shape, var):
+        return rng.standard_normal(shape) * math.sqrt(var)
+
+    p: dict[str, np.ndarray] = {
+        "input.W": normal((k, Q, R), 1.0 / k),
+        "input.b": np.zeros(R),
+    }
+    for i in range(L):
+        p[f"layers.{i}.dilated.W"] = normal((k, R, 2 * D), 1.0 / (k * R + G))
+        p[f"layers.{i}.dilated.b"] = np.zeros(2 * D)
+        if G:
+            p[f"layers.{i}.cond.V"] = normal((G, 2 * D), 1.0 / (k * R + G))
+        if i < L - 1:  # the last layer's residual output would feed nothing
+            p[f"layers.{i}.residual.W"] = normal((D, R), 1.0 / (D * L))
+            p[f"layers.{i}.residual.b"] = np.zeros(R)
+    p["skip.W"] = normal((L * D, S), 1.0 / (L * D))
+    p["skip.b"] = np.zeros(S)
+    p["head.W1"] = normal((S, S), 2.0 / S)
+    p["head.b1"] = np.zeros(S)
+    p["head.W2"] = normal((S, Q), 0.25 / S)
+    p["head.b2"] = np.zeros(Q)
+    return p
+
+
+class WaveNet:
+    """A WaveNet whose parameters live on one backend (NumPy or CuPy) in one dtype.
+
+        model = WaveNet(WaveNetConfig(), seed=0, dtype="float32", backend="numpy")
+        logits = model.forward(codes, tags)               # (B, T, Q)
+        loss, grads = model.loss_and_grads(codes, tags)   # nats, dict like model.params
+    """
+
+    def __init__(self, config: WaveNetConfig | None = None, seed: int = 0, dtype="float32", backend="numpy"):
+        self.config = config if config is not None else WaveNetConfig()
+        if not isinstance(self.config, WaveNetConfig):
+            raise TypeError(f"config must be a WaveNetConfig, got {type(self.config).__name__}")
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        self.backend: Backend = get_backend(backend)
+        self.xp = self.backend.xp
+        host = init_params(self.config, seed)
+        self.params = {name: self.backend.asarray(a, dtype=self.dtype) for name, a in host.items()}
+
+    # ------------------------------------------------------------------ shapes and sizes
+    @property
+    def receptive_field(self) -> int:
+        return self.config.receptive_field
+
+    @property
+    def dilations(self) -> list[int]:
+        return self.config.dilations
+
+    def num_params(self) -> int:
+        return int(sum(int(np.prod(p.shape)) for p in self.params.values()))
+
+    def macs_per_sample(self) -> int:
+        """Multiply-adds to produce one output distribution (the embedding is a lookup: free)."""
+        c = self.config
+        k, R, D, S, Q, L = (c.kernel_size, c.residual_channels, c.dilation_channels,
+                            c.skip_channels, c.quantization_channels, c.n_layers)
+        dilated = L * k * R * 2 * D
+        residual = (L - 1) * D * R
+        skip = L * D * S
+        head = S * S + S * Q
+        return dilated + residual + skip + head
+
+    def summary(self) -> str:
+        """One screen: the layers, their dilations, receptive field, parameters and cost per sample."""
+        c = self.config
+        rf = self.receptive_field
+        lines = [
+            f"WaveNet  {c.stacks} stacks × {c.layers_per_stack} layers, kernel {c.kernel_size}, "
+            f"{self.backend.name}/{self.dtype.name}",
+            f"  input   causal {c.kernel_size}-tap embedding  {c.quantization_channels} -> "
+            f"{c.residual_channels}",
+        ]
+        for s in range(c.stacks):
+            ds = c.dilations[s * c.layers_per_stack:(s + 1) * c.layers_per_stack]
+            lines.append(f"  stack {s}  dilations {', '.join(map(str, ds))}   "
+                         f"(residual {c.residual_channels}, gate {c.dilation_channels}, "
+                         f"skip {c.skip_channels})")
+        if c.n_tags:
+            lines.append(f"  global conditioning on {c.n_tags} tags (a per-layer bias on the gate)")
+        lines += [
+            f"  skip    [z_1 … z_{c.n_layers}] ({c.n_layers * c.dilation_channels}) -> {c.skip_channels}",
+            f"  head    ReLU -> 1×1 {c.skip_channels} -> ReLU -> 1×1 {c.quantization_channels} -> softmax",
+            f"receptive field  {rf} samples = {1000.0 * rf / c.sample_rate:.1f} ms at {c.sample_rate} Hz",
+            f"parameters       {self.num_params():,} ({self.num_params() * self.dtype.itemsize / 1e6:.2f} MB)",
+            f"multiply-adds    {self.macs_per_sample():,} per sample",
+        ]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"WaveNet({self.config}, dtype={self.dtype.name}, backend={self.backend.name!r})"
+
+    def host_params(self) -> dict[str, np.ndarray]:
+        """The parameters as NumPy arrays (copies from the GPU, views on the CPU)."""
+        return {name: to_host(p) for name, p in self.params.items()}
+
+    def load_params(self, params: dict) -> None:
+        """Replace the parameters (from any backend) after checking names and shapes."""
+        if set(params) != set(self.params):
+            missing, extra = set(self.params) - set(params), set(params) - set(self.params)
+            raise ValueError(f"parameter names differ: missing {sorted(missing)}, unexpected {sorted(extra)}")
+        for name, value in params.items():
+            if tuple(value.shape) != tuple(self.params[name].shape):
+                raise ValueError(f"parameter {name}: shape {tuple(value.shape)} != "
+                                 f"{tuple(self.params[name].shape)}")
+        self.params = {name: self.backend.asarray(to_host(v), dtype=self.dtype) for name, v in params.items()}
+
+    # ------------------------------------------------------------------ input checks
+    def _check_inputs(self, x, tags, min_length: int = 1):
+        xp, c = self.xp, self.config
+        x = xp.asarray(x)
+        if x.ndim != 2:
+            raise ValueError(f"x must be (batch, time) integer codes, got shape {tuple(x.shape)}")
+        if x.dtype.kind not in "iu":
+            raise ValueError(f"x must hold integer codes, got dtype {x.dtype}")
+        if x.shape[0] < 1 or x.shape[1] < min_length:
+            raise ValueError(f"x has shape {tuple(x.shape)}; need batch >= 1 and time >= {min_length}")
+        if int(x.min()) < 0 or int(x.max()) >= c.quantization_channels:
+            raise ValueError(f"x codes must lie in 0..{c.quantization_channels - 1}")
+        if c.n_tags == 0:
+            if tags is not None:
+                raise ValueError("this model has n_tags=0: pass tags=None")
+            return x, None
+        if tags is None:
+            raise ValueError(f"this model is conditioned on {c.n_tags} tags: pass tags of shape "
+                             f"(batch, {c.n_tags})")
+        tags = xp.asarray(tags, dtype=self.dtype)
+        if tags.shape != (x.shape[0], c.n_tags):
+            raise ValueError(f"tags must have shape (batch, n_tags) = ({x.shape[0]}, {c.n_tags}), "
+                             f"got {tuple(tags.shape)}")
+        return x, tags
+
+    # ------------------------------------------------------------------ forward / backward
+    def _forward(self, x, tags, out_start: int):
+        """The network on codes x (B, T); the skip sum and head only at positions out_start … T-1.
+
+        Returns (logits (B, T - out_start, Q), caches for backward).
+        """
+        p, c, xp = self.params, self.config, self.xp
+        L, D = c.n_layers, c.dilation_channels
+        B, T = x.shape
+        h, input_cache = ops.causal_embedding_forward(x, p["input.W"], p["input.b"])  # (B, T, R)
+        zs = xp.empty((B, T - out_start, L * D), dtype=self.dtype)  # (B, T', L·D) every z_l, side by side
+        layer_caches = []
+        for i, dilation in enumerate(c.dilations):
+            V = p.get(f"layers.{i}.cond.V")
+            z, unit_cache = ops.gated_unit_forward(h, p[f"layers.{i}.dilated.W"], p[f"layers.{i}.dilated.b"],
+                                                   dilation, tags if V is not None else None, V)
+            zs[:, :, i * D:(i + 1) * D] = z[:, out_start:]
+            residual_cache = None
+            if i < L - 1:
+                h, residual_cache = ops.residual_forward(h, z, p[f"layers.{i}.residual.W"],
+                                                         p[f"layers.{i}.residual.b"])
+            layer_caches.append((unit_cache, residual_cache))
+        skip, skip_cache = ops.skip_forward(zs, p["skip.W"], p["skip.b"])  # (B, T', S)
+        logits, head_cache = ops.head_forward(skip, p["head.W1"], p["head.b1"], p["head.W2"], p["head.b2"])
+        return logits, (input_cache, layer_caches, skip_cache, head_cache, out_start, T)
+
+    def _backward(self, dlogits, caches) -> dict:
+        c, xp = self.config, self.xp
+        L, D = c.n_layers, c.dilation_channels
+        input_cache, layer_caches, skip_cache, head_cache, out_start, T = caches
+        grads = {}
+        dskip, grads["head.W1"], grads["head.b1"], grads["head.W2"], grads["head.b2"] = ops.head_backward(
+            dlogits, head_cache)
+        dzs, grads["skip.W"], grads["skip.b"] = ops.skip_backward(dskip, skip_cache)  # (B, T', L·D)
+        dh = None  # gradient w.r.t. the residual stream above the current layer
+        for i in reversed(range(L)):
+            unit_cache, residual_cache = layer_caches[i]
+            B = dzs.shape[0]
+            # fan-out means sum: z_l feeds the skip sum (only at out_start…) and the residual stream
+            if residual_cache is not None:
+                dh, dz, grads[f"layers.{i}.residual.W"], grads[f"layers.{i}.residual.b"] = \
+                    ops.residual_backward(dh, residual_cache)
+            else:
+                dz = xp.zeros((B, T, D), dtype=self.dtype)
+            dz[:, out_start:] += dzs[:, :, i * D:(i + 1) * D]
+            dh_unit, grads[f"layers.{i}.dilated.W"], grads[f"layers.{i}.dilated.b"], dV = \
+                ops.gated_unit_backward(dz, unit_cache)
+            if dV is not None:
+                grads[f"layers.{i}.cond.V"] = dV
+            dh = dh_unit if dh is None else dh + dh_unit  # identity path + through the unit
+        grads["input.W"], grads["input.b"] = ops.causal_embedding_backward(dh, input_cache)
+        return grads
+
+    def forward(self, x, tags=None):
+        """x (B, T) int codes -> logits (B, T, Q); logits[:, t] predicts x[:, t+1] from x[:, :t+1].
+
+        tags: (B, n_tags) multi-hot floats for a tag-conditioned model, else None. Positions
+        t < receptive_field - 1 see the zero history before the start of x.
+        """
+        x, tags = self._check_inputs(x, tags)
+        logits, _ = self._forward(x, tags, out_start=0)
+        return logits
+
+    def _loss_inputs(self, x, tags):
+        x, tags = self._check_inputs(x, tags, min_length=self.receptive_field + 1)
+        out_start = self.receptive_field - 1  # first position whose receptive field lies inside x
+        return x, tags, out_start
+
+    def loss(self, x, tags=None) -> float:
+        """Mean cross-entropy (nats) over positions whose whole receptive field lies inside x.
+
+        Those are t = RF-1 … T-2 (T - RF predictions); x needs at least RF + 1 samples.
+        """
+        x, tags, out_start = self._loss_inputs(x, tags)
+        logits, _ = self._forward(x[:, :-1], tags, out_start)
+        loss, _ = ops.softmax_cross_entropy_forward(logits, x[:, out_start + 1:])
+        return float(loss)
+
+    def loss_and_grads(self, x, tags=None):
+        """(loss in nats as for loss(), dict of gradients with the keys and shapes of params)."""
+        x, tags, out_start = self._loss_inputs(x, tags)
+        logits, caches = self._forward(x[:, :-1], tags, out_start)  # (B, T-RF, Q)
+        loss, loss_cache = ops.softmax_cross_entropy_forward(logits, x[:, out_start + 1:])
+        dlogits = ops.softmax_cross_entropy_backward(1.0, loss_cache)
+        return float(loss), self._backward(dlogits, caches)

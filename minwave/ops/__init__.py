@@ -1,0 +1,37 @@
+"""The layers of WaveNet, each a pair of plain functions: forward(...) -> (out, cache) and
+backward(dout, cache) -> gradients in the order of forward's inputs. Derivations: docs/backprop.md.
+
+Shape legend used throughout:  B batch, T time, Q quantization classes, R residual channels,
+D dilation (gate) channels, S skip channels, k kernel size, G number of tags (global conditioning).
+"""
+
+from .activations import relu_backward, relu_forward
+from .conv import causal_conv_backward, causal_conv_forward, conv1x1_backward, conv1x1_forward
+from .embedding import causal_embedding_backward, causal_embedding_forward
+from .gate import gate_backward, gate_forward, gated_unit_backward, gated_unit_forward
+from .head import head_backward, head_forward
+from .loss import softmax_cross_entropy_backward, softmax_cross_entropy_forward
+from .residual import residual_backward, residual_forward, skip_backward, skip_forward
+
+__all__ = [
+    "causal_conv_backward",
+    "causal_conv_forward",
+    "causal_embedding_backward",
+    "causal_embedding_forward",
+    "conv1x1_backward",
+    "conv1x1_forward",
+    "gate_backward",
+    "gate_forward",
+    "gated_unit_backward",
+    "gated_unit_forward",
+    "head_backward",
+    "head_forward",
+    "relu_backward",
+    "relu_forward",
+    "residual_backward",
+    "residual_forward",
+    "skip_backward",
+    "skip_forward",
+    "softmax_cross_entropy_backward",
+    "softmax_cross_entropy_forward",
+]

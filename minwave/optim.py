@@ -1,0 +1,94 @@
+"""Adam (Kingma & Ba 2015), written out, with optional global-norm gradient clipping.
+
+    g ← g · min(1, max_norm / ‖g‖)              (‖g‖ over all parameters together)
+    m ← β1 m + (1-β1) g,   v ← β2 v + (1-β2) g²
+    p ← p - lr · m̂ / (√v̂ + ε),   m̂ = m / (1-β1^t),   v̂ = v / (1-β2^t)
+
+The whole state is a flat dict of arrays (`state_dict()`), so a checkpoint can store it with
+np.savez and no pickle.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .backend import array_module, to_host
+
+
+def global_norm(grads: dict) -> float:
+    """‖g‖₂ over every entry of every gradient, accumulated in float64."""
+    total = 0.0
+    for g in grads.values():
+        xp = array_module(g)
+        total += float(xp.sum(xp.square(g, dtype=xp.float64)))
+    return math.sqrt(total)
+
+
+class Adam:
+    """Adam over a dict of parameters, updated in place.
+
+        opt = Adam(model.params, lr=1e-3, clip_norm=1.0)
+        grad_norm = opt.step(model.params, grads)     # the norm before clipping
+    """
+
+    def __init__(self, params: dict, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 clip_norm: float | None = None):
+        if not lr > 0:
+            raise ValueError(f"lr must be > 0, got {lr}")
+        if not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
+            raise ValueError(f"betas must lie in [0, 1), got {betas}")
+        if not eps > 0:
+            raise ValueError(f"eps must be > 0, got {eps}")
+        if clip_norm is not None and not clip_norm > 0:
+            raise ValueError(f"clip_norm must be > 0 or None, got {clip_norm}")
+        self.lr, self.betas, self.eps, self.clip_norm = float(lr), tuple(betas), float(eps), clip_norm
+        self.t = 0
+        self.m = {name: array_module(p).zeros_like(p) for name, p in params.items()}
+        self.v = {name: array_module(p).zeros_like(p) for name, p in params.items()}
+
+    def step(self, params: dict, grads: dict) -> float:
+        """One update of every parameter in place; returns the gradient norm before clipping."""
+        if set(grads) != set(params):
+            raise ValueError(f"grads and params differ in keys: {sorted(set(grads) ^ set(params))}")
+        norm = global_norm(grads)
+        scale = 1.0
+        if self.clip_norm is not None and norm > self.clip_norm:
+            scale = self.clip_norm / norm
+        self.t += 1
+        b1, b2 = self.betas
+        # bias corrections folded into the step size: lr_t = lr · √(1-β2^t) / (1-β1^t)
+        lr_t = self.lr * math.sqrt(1 - b2**self.t) / (1 - b1**self.t)
+        eps_t = self.eps * math.sqrt(1 - b2**self.t)  # keeps the update identical to the m̂/√v̂ form
+        for name, p in params.items():
+            xp = array_module(p)
+            g = grads[name] * scale if scale != 1.0 else grads[name]
+            m, v = self.m[name], self.v[name]
+            m *= b1
+            m += (1 - b1) * g
+            v *= b2
+            v += (1 - b2) * (g * g)
+            p -= lr_t * m / (xp.sqrt(v) + eps_t)
+        return norm
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Host copies: {'t': array(t), 'm/<name>': …, 'v/<name>': …}."""
+        state = {"t": np.array(self.t, dtype=np.int64)}
+        for name in self.m:
+            state[f"m/{name}"] = to_host(self.m[name])
+            state[f"v/{name}"] = to_host(self.v[name])
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore from state_dict() output, onto the backend and dtype of the current moments."""
+        expected = {"t"} | {f"{k}/{n}" for n in self.m for k in "mv"}
+        if set(state) != expected:
+            raise ValueError(f"optimizer state keys differ: {sorted(set(state) ^ expected)}")
+        self.t = int(state["t"])
+        for name in self.m:
+            for moments, key in ((self.m, f"m/{name}"), (self.v, f"v/{name}")):
+                current = moments[name]
+                if tuple(state[key].shape) != tuple(current.shape):
+                    raise ValueError(f"optimizer state {key}: shape {state[key].shape} != {current.shape}")
+                moments[name] = array_module(current).asarray(state[key], dtype=current.dtype)
