@@ -132,3 +132,16 @@ def cupy_available() -> bool:
     except BackendError:
         return False
     return True
+
+
+def out_of_memory_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that mean "out of memory": MemoryError, plus CuPy's OutOfMemoryError when CuPy
+    imports, so a training loop can catch both without naming CuPy itself."""
+    try:
+        import cupy
+    except ImportError:
+        return (MemoryError,)
+    cupy_oom = getattr(cupy.cuda.memory, "OutOfMemoryError", None)
+    if isinstance(cupy_oom, type) and issubclass(cupy_oom, BaseException):
+        return (MemoryError, cupy_oom)
+    return (MemoryError,)  # pragma: no cover - a CuPy without the usual class

@@ -158,7 +158,7 @@ def random_melody(rng: np.random.Generator, instrument: str) -> tuple[list[tuple
         notes.append((root + 12 * (degree // degrees) + scale[degree % degrees], beats * beat_s))
         total_s += beats * beat_s
         step = rng.choice([-2, -1, -1, 1, 1, 2, 3, -3])
-        degree = int(np.clip(degree + step, -degrees, degrees + 2))  # stay within about two octaves
+        degree = int(np.clip(degree + step, -2, degrees + 2))  # stay within about 1.5 octaves
     notes[-1] = (root, max(notes[-1][1], 2 * beat_s))  # resolve to the root, held
     return notes, 0.3
 
@@ -258,10 +258,11 @@ def bell_note(f0: float, duration_s: float, sample_rate: int, rng: np.random.Gen
     ratio = 1.4
     fm = ratio * f0
     index0 = min(4.0, (0.4 * sample_rate - f0) / fm - 1.0)
-    total = int(round((duration_s + 1.0) * sample_rate))  # let it ring for up to a second
+    total = int(round((duration_s + 3.0) * sample_rate))  # rings on over the next notes
     t = np.arange(total) / sample_rate  # (T,)
     index = max(index0, 0.0) * np.exp(-t / 0.5)
     y = np.exp(-t / 0.9) * np.sin(2 * np.pi * f0 * t + index * np.sin(2 * np.pi * fm * t))
-    attack = int(0.002 * sample_rate)  # 2 ms: a strike, but not a click
+    attack, release = int(0.002 * sample_rate), int(0.2 * sample_rate)  # a strike, but not a click
     y[:attack] *= np.linspace(0.0, 1.0, attack, endpoint=False)
+    y[total - release :] *= np.linspace(1.0, 0.0, release)  # already below -30 dB; end it smoothly
     return y * rng.uniform(0.9, 1.0)

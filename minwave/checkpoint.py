@@ -1,0 +1,242 @@
+"""Checkpoints: one .npz file holding everything needed to generate from a model or to resume its training.
+
+    RUN_DIR/checkpoint.npz
+        param/<name>    the model's parameters, e.g. param/layers.3.dilated.W    (their own dtype)
+        adam/<key>      Adam's state: adam/t, adam/m/<name>, adam/v/<name>      (when saved with one)
+        meta            uint8 bytes of UTF-8 JSON: format and format_version, config, dtype, tag_vocab,
+                        step, sampler_state, train_args, metrics
+
+Only plain numeric arrays: the file is read with `np.load(..., allow_pickle=False)`, so a checkpoint that
+carries pickled Python objects (which could run code when unpickled) is refused, never executed.
+
+Writing is atomic: the arrays go to a temporary file in the same folder (`checkpoint.npz.tmp-<pid>`),
+which is flushed and fsync'ed, then renamed over the old checkpoint with os.replace. A rename within
+one filesystem is all-or-nothing, so a crash or kill at any moment leaves either the old checkpoint or
+the new one, never half of one.
+
+    save("runs/x/checkpoint.npz", model, optimizer, step=1000, tag_vocab=["bell", "organ", "pluck"])
+    ckpt = load("runs/x/checkpoint.npz")          # or load("runs/x")
+    ckpt.model, ckpt.tag_vocab, ckpt.sample_rate, ckpt.step
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .model import WaveNet, WaveNetConfig
+
+FORMAT = "minwave-checkpoint"
+FORMAT_VERSION = 1  # bump when the layout changes; load() refuses any other version
+CHECKPOINT_NAME = "checkpoint.npz"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be read or used; the message is one line saying which file and why."""
+
+
+@dataclass
+class Checkpoint:
+    """What load() returns: the model plus everything needed to generate from it or resume training."""
+
+    model: WaveNet
+    tag_vocab: list[str]
+    step: int
+    path: Path
+    optimizer_state: dict[str, np.ndarray] = field(default_factory=dict)  # Adam.state_dict(); {} if none
+    sampler_state: dict | None = None  # BatchSampler.get_state() at `step`
+    train_args: dict = field(default_factory=dict)  # the training options of the run
+    metrics: dict = field(default_factory=dict)  # a summary: wall time, last validation loss, …
+
+    @property
+    def config(self) -> WaveNetConfig:
+        return self.model.config
+
+    @property
+    def sample_rate(self) -> int:
+        return self.model.config.sample_rate
+
+    @property
+    def receptive_field(self) -> int:
+        return self.model.receptive_field
+
+    def tag_vector(self, names) -> np.ndarray | None:
+        """Tag names -> the (n_tags,) float32 multi-hot vector the model was trained with.
+
+        None for a model without tags (then `names` must be empty). Raises ValueError naming the
+        known tags for an unknown name.
+        """
+        names = [n for n in names]
+        if not self.tag_vocab:
+            if names:
+                raise ValueError(f"this model was trained without tags; drop --tags {','.join(names)}")
+            return None
+        unknown = [n for n in names if n not in self.tag_vocab]
+        if unknown:
+            raise ValueError(f"unknown tag {unknown[0]!r}: known tags are {', '.join(self.tag_vocab)}")
+        vector = np.zeros(len(self.tag_vocab), dtype=np.float32)  # (G,)
+        for n in names:
+            vector[self.tag_vocab.index(n)] = 1.0
+        return vector
+
+
+def resolve(path: str | os.PathLike) -> Path:
+    """A checkpoint file, or a run folder meaning the checkpoint.npz inside it."""
+    path = Path(path)
+    return path / CHECKPOINT_NAME if path.is_dir() else path
+
+
+# ------------------------------------------------------------------------------------------ save
+def save(
+    path: str | os.PathLike,
+    model: WaveNet,
+    optimizer=None,
+    *,
+    step: int,
+    tag_vocab=(),
+    sampler_state: dict | None = None,
+    train_args: dict | None = None,
+    metrics: dict | None = None,
+) -> Path:
+    """Write model (+ Adam state, step, sampler RNG state, …) to `path` atomically. Returns the path."""
+    path = Path(path)
+    tag_vocab = list(tag_vocab)
+    if len(tag_vocab) != model.config.n_tags:
+        raise ValueError(f"tag_vocab has {len(tag_vocab)} names but the model has n_tags={model.config.n_tags}")
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": model.config.to_dict(),
+        "dtype": model.dtype.name,
+        "tag_vocab": tag_vocab,
+        "step": int(step),
+        "has_optimizer": optimizer is not None,
+        "sampler_state": sampler_state,
+        "train_args": train_args or {},
+        "metrics": metrics or {},
+    }
+    # allow_nan=False: NaN is not JSON, and a checkpoint must be readable by any JSON parser
+    meta_bytes = json.dumps(meta, allow_nan=False).encode("utf-8")
+    arrays = {"meta": np.frombuffer(meta_bytes, dtype=np.uint8)}
+    for name, value in model.host_params().items():
+        arrays[f"param/{name}"] = np.ascontiguousarray(value)
+    if optimizer is not None:
+        for key, value in optimizer.state_dict().items():
+            arrays[f"adam/{key}"] = np.ascontiguousarray(value)
+    _atomic_write(path, arrays)
+    return path
+
+
+def _write_npz(f, arrays: dict[str, np.ndarray]) -> None:
+    """The actual write (a separate function so a test can make it fail halfway)."""
+    np.savez(f, **arrays)
+
+
+def _atomic_write(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Temporary file in the same folder -> flush + fsync -> os.replace over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            _write_npz(f, arrays)
+            f.flush()
+            os.fsync(f.fileno())  # the bytes are on disk before the rename makes them "the" checkpoint
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a failed save leaves no debris and the old checkpoint untouched
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (POSIX); not possible, nor needed, on every platform."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. Windows
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+# ------------------------------------------------------------------------------------------ load
+def load(path: str | os.PathLike, backend="numpy", dtype=None) -> Checkpoint:
+    """Read a checkpoint (or RUN_DIR/checkpoint.npz given RUN_DIR) into a Checkpoint on `backend`.
+
+    dtype: the parameters' dtype (default: the one they were saved in). Raises CheckpointError with a
+    one-line message for a missing, truncated, foreign, pickled or wrong-version file.
+    """
+    path = resolve(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no checkpoint there")
+    arrays = _read_arrays(path)
+    if "meta" not in arrays:
+        raise CheckpointError(f"{path}: not a minwave checkpoint (no 'meta' entry)")
+    try:
+        meta = json.loads(arrays.pop("meta").tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: unreadable metadata ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a minwave checkpoint")
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format version {version}, but this minwave reads version {FORMAT_VERSION}; "
+            "use the minwave version that wrote it"
+        )
+
+    params = {k.removeprefix("param/"): v for k, v in arrays.items() if k.startswith("param/")}
+    adam = {k.removeprefix("adam/"): v for k, v in arrays.items() if k.startswith("adam/")}
+    try:
+        config = WaveNetConfig.from_dict(meta["config"])
+        tag_vocab = [str(t) for t in meta["tag_vocab"]]
+        if len(tag_vocab) != config.n_tags:
+            raise ValueError(f"{len(tag_vocab)} tag names for n_tags={config.n_tags}")
+        model = WaveNet(config, dtype=dtype or meta["dtype"], backend=backend)
+        model.load_params(params)
+        step = int(meta["step"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: inconsistent checkpoint ({exc})") from None
+    return Checkpoint(
+        model=model,
+        tag_vocab=tag_vocab,
+        step=step,
+        path=path,
+        optimizer_state=adam,
+        sampler_state=meta.get("sampler_state"),
+        train_args=meta.get("train_args") or {},
+        metrics=meta.get("metrics") or {},
+    )
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Every array in the .npz, read with allow_pickle=False; any failure -> CheckpointError."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if not isinstance(npz, np.lib.npyio.NpzFile):
+                raise CheckpointError(f"{path}: not a minwave checkpoint (a single array, not an .npz)")
+            arrays = {}
+            for key in npz.files:
+                try:
+                    arrays[key] = npz[key]
+                except ValueError as exc:
+                    if "allow_pickle" in str(exc):
+                        raise CheckpointError(
+                            f"{path}: refused: entry {key!r} holds pickled Python objects, which minwave "
+                            "checkpoints never contain (loading them could run arbitrary code)"
+                        ) from None
+                    raise
+            return arrays
+    except CheckpointError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"{path}: unreadable or truncated checkpoint ({reason})") from None

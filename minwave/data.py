@@ -1,0 +1,511 @@
+"""Audio folders in, μ-law codes and tags out; random training batches and fixed validation batches.
+
+    dataset = load_dataset("my_audio/", sample_rate=16000, min_samples=model.receptive_field)
+    train, valid = split_by_file(dataset, valid_fraction=0.1, seed=0)
+    sampler = BatchSampler(train, dataset.n_tags, segment_length=4096,
+                           receptive_field=model.receptive_field, batch_size=8, seed=0)
+    x, tags = sampler.sample()           # (B, R + S) int64 codes, (B, K) float32 or None
+
+What a data folder may hold
+---------------------------
+* Audio files anywhere below the folder: .wav, .flac, .ogg (any case). Names starting with '.' are
+  skipped (editor and macOS '._' files). Each file is mixed down to mono, resampled to `sample_rate`,
+  trimmed of leading and trailing silence and μ-law encoded (mulaw.py).
+* Tags, for global conditioning, from one of:
+    - a `tags.csv` in the folder: header `file,tags`, one row per file, `file` relative to the folder,
+      tags separated by ';' (`pluck_03.wav,pluck` or `take1.flac,piano;slow`);
+    - otherwise the first sub-folder name: `piano/a.wav` has tag 'piano', files directly in the
+      folder have none.
+  If no file has a tag, the dataset has no tags (n_tags = 0) and batches carry `tags = None`.
+
+Problems with individual files (unreadable, truncated, too short, silent, missing from or extra in
+tags.csv) are reported through `warn(message)` and the file is skipped or used as far as it goes;
+`warn` defaults to `warnings.warn(message, DataWarning)`, and the training CLI can pass `print`.
+Problems that leave nothing to train on raise `DataError`, whose message is one line saying what is
+wrong and what to do.
+
+Shape legend: B batch, R receptive field, S segment length (predictions per row), K n_tags,
+Q quantization channels, T samples in a clip.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import struct
+import warnings
+from collections.abc import Callable, Sequence
+from copy import deepcopy
+from dataclasses import dataclass
+from math import gcd
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import soundfile as sf
+from scipy.signal import resample_poly
+
+from .mulaw import mulaw_encode
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
+TAGS_FILE = "tags.csv"
+
+
+class DataError(ValueError):
+    """The data folder cannot be used; the message is one line naming the problem and the fix."""
+
+
+class DataWarning(UserWarning):
+    """A file in the data folder was skipped or used only in part."""
+
+
+@dataclass
+class Clip:
+    """One audio file as μ-law codes.
+
+    path:       the file, relative to the data folder, with '/' separators ('piano/a.wav').
+    codes:      int64 (T,) μ-law codes in 0..Q-1.
+    tags:       the clip's tags, in the order given.
+    tag_vector: float32 (K,) multi-hot over the dataset's tag vocabulary (K = 0 when there are no tags).
+    """
+
+    path: str
+    codes: np.ndarray
+    tags: tuple[str, ...] = ()
+    tag_vector: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.float32))
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+
+@dataclass
+class AudioDataset:
+    """All clips of a data folder, plus what is needed to interpret them."""
+
+    clips: list[Clip]
+    tag_vocab: list[str]  # sorted; position k is entry k of every tag_vector
+    sample_rate: int
+    quantization_channels: int
+
+    @property
+    def n_tags(self) -> int:
+        return len(self.tag_vocab)
+
+    @property
+    def n_samples(self) -> int:
+        return sum(len(c) for c in self.clips)
+
+    @property
+    def seconds(self) -> float:
+        return self.n_samples / self.sample_rate
+
+    def tag_vector(self, tags: Sequence[str]) -> np.ndarray:
+        """Tag names -> float32 (K,) multi-hot; an unknown tag raises ValueError listing the known ones."""
+        return multi_hot(tags, self.tag_vocab)
+
+
+def multi_hot(tags: Sequence[str], tag_vocab: Sequence[str]) -> np.ndarray:
+    """float32 (K,) with 1.0 at the position of each tag in tag_vocab."""
+    vector = np.zeros(len(tag_vocab), dtype=np.float32)
+    for tag in tags:
+        if tag not in tag_vocab:
+            known = ", ".join(tag_vocab) if tag_vocab else "none (this dataset has no tags)"
+            raise ValueError(f"unknown tag {tag!r}; the known tags are: {known}")
+        vector[list(tag_vocab).index(tag)] = 1.0
+    return vector
+
+
+# ---------------------------------------------------------------------------------------------------
+# Files
+
+
+def _is_hidden(path: Path, root: Path) -> bool:
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def find_audio_files(root: str | Path) -> list[Path]:
+    """All .wav/.flac/.ogg files (any case) below root, recursively, sorted; hidden names skipped."""
+    root = Path(root)
+    found = [
+        p
+        for p in root.rglob("*")
+        if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file() and not _is_hidden(p, root)
+    ]
+    return sorted(found)
+
+
+def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
+    """Read an audio file as float32 (T,) mono at `sample_rate`, clipped to [-1, 1].
+
+    Channels are averaged. Resampling is polyphase with an anti-aliasing filter
+    (scipy.signal.resample_poly) by the exact ratio up/down = sample_rate/file_rate reduced by their
+    gcd, e.g. 44100 -> 16000 is up 160, down 441. Raises DataError if the file cannot be decoded.
+    """
+    if int(sample_rate) != sample_rate or sample_rate < 1:
+        raise ValueError(f"sample_rate must be a positive integer, got {sample_rate!r}")
+    try:
+        audio, file_rate = sf.read(str(path), dtype="float32", always_2d=True)  # (T, channels)
+    except (RuntimeError, OSError, ValueError, EOFError) as exc:  # sf.LibsndfileError is a RuntimeError
+        raise DataError(f"cannot read '{path}': {_reason(exc)}") from exc
+    x = audio.mean(axis=1)  # (T,)
+    if file_rate != sample_rate and len(x) > 0:
+        g = gcd(int(file_rate), int(sample_rate))
+        x = resample_poly(x, int(sample_rate) // g, int(file_rate) // g)  # (T * sample_rate / file_rate,)
+    return np.clip(x, -1.0, 1.0).astype(np.float32)
+
+
+def _reason(exc: BaseException | None) -> str:
+    """libsndfile's own words for a failure (without the file path it puts in str(exc))."""
+    return (getattr(exc, "error_string", None) or str(exc)).strip()
+
+
+def _wav_truncation(path: Path) -> tuple[int, int] | None:
+    """(bytes the WAV header promises, bytes present) if a .wav's data chunk is cut short, else None.
+
+    libsndfile reads a truncated WAV without complaint, returning the samples that are there; this
+    check lets load_dataset say so. Headers of streamed WAVs (data size 0 or 0xFFFFFFFF) are not flagged.
+    """
+    try:
+        with open(path, "rb") as f:
+            riff = f.read(12)
+            if len(riff) < 12 or riff[:4] != b"RIFF" or riff[8:12] != b"WAVE":
+                return None
+            size_on_disk = path.stat().st_size
+            while True:
+                header = f.read(8)
+                if len(header) < 8:
+                    return None
+                chunk_id, chunk_size = header[:4], struct.unpack("<I", header[4:])[0]
+                if chunk_id == b"data":
+                    present = size_on_disk - f.tell()
+                    if 0 < chunk_size < 0xFFFFFFFF and present < chunk_size:
+                        return chunk_size, present
+                    return None
+                f.seek(chunk_size + (chunk_size & 1), 1)  # chunks are padded to even sizes
+    except OSError:
+        return None
+
+
+def trim_silence(x: np.ndarray, threshold_db: float = -40.0, margin: int = 0) -> np.ndarray:
+    """Cut leading and trailing samples quieter than `threshold_db` dB relative to full scale.
+
+    A sample counts as sound when |x| >= 10 ** (threshold_db / 20): -40 dBFS is |x| >= 0.01, the level
+    of room noise in a quiet recording. `margin` samples of the quiet part are kept on each side (so a
+    note's soft onset is not cut). Quiet passages in the middle are kept. All-silent input -> empty.
+    """
+    if margin < 0:
+        raise ValueError(f"margin must be >= 0 samples, got {margin}")
+    loud = np.flatnonzero(np.abs(x) >= 10.0 ** (threshold_db / 20.0))
+    if len(loud) == 0:
+        return x[:0]
+    return x[max(loud[0] - margin, 0) : loud[-1] + 1 + margin]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Tags
+
+
+def _read_tags_csv(path: Path) -> dict[str, tuple[str, ...]]:
+    """tags.csv -> {relative posix path: tags}. Raises DataError for a malformed file."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: accept Excel's byte-order mark
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"--data: cannot read {path}: {exc}") from exc
+    header = [cell.strip().lower() for cell in rows[0]] if rows else []
+    if header != ["file", "tags"]:
+        raise DataError(
+            f"--data: {path} must start with the header line 'file,tags' (got {','.join(header)!r})"
+        )
+    table: dict[str, tuple[str, ...]] = {}
+    for line, row in enumerate(rows[1:], start=2):
+        if not row or all(not cell.strip() for cell in row):
+            continue  # blank line
+        if len(row) != 2:
+            raise DataError(f"--data: {path} line {line} has {len(row)} fields; expected 'file,tag1;tag2'")
+        name = PurePosixPath(row[0].strip().replace("\\", "/")).as_posix()
+        if name in table:
+            raise DataError(f"--data: {path} lists {name!r} twice (line {line}); keep one row per file")
+        tags = [t.strip() for t in row[1].split(";")]
+        table[name] = tuple(dict.fromkeys(t for t in tags if t))  # drop empties and repeats, keep order
+    return table
+
+
+def _folder_tag(relative: PurePosixPath) -> tuple[str, ...]:
+    """The first sub-folder name is the tag; files directly in the data folder have none."""
+    return (relative.parts[0],) if len(relative.parts) > 1 else ()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Dataset
+
+
+def load_dataset(
+    root: str | Path,
+    sample_rate: int = 16000,
+    quantization_channels: int = 256,
+    min_samples: int = 1,
+    trim_db: float | None = -40.0,
+    warn: Callable[[str], None] | None = None,
+) -> AudioDataset:
+    """Load every audio file below `root` (see the module docstring for the folder layout).
+
+    trim_db:     silence threshold for trim_silence (dBFS), keeping a 10 ms margin; None keeps
+                 every sample.
+    min_samples: clips shorter than this after trimming are skipped with a warning; pass the model's
+                 receptive field. DataError if no clip is long enough.
+    warn:        called with a one-line message for every skipped or partly used file;
+                 default `warnings.warn(message, DataWarning)`.
+    """
+    if warn is None:
+
+        def warn(message: str) -> None:
+            warnings.warn(message, DataWarning, stacklevel=3)
+
+    if int(min_samples) != min_samples or min_samples < 1:
+        raise ValueError(f"min_samples must be an integer >= 1, got {min_samples!r}")
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise DataError(f"--data: folder '{root}' does not exist")
+    if not root.is_dir():
+        raise DataError(f"--data: '{root}' is a file, not a folder; put the audio in a folder and pass that")
+
+    files = find_audio_files(root)
+    if not files:
+        others = sorted({p.suffix.lower() for p in root.rglob("*") if p.is_file() and p.suffix})
+        hint = f" (found only {', '.join(others)} files; convert them to .wav or .flac)" if others else ""
+        raise DataError(f"--data: no audio files (.wav/.flac/.ogg) found under {root}{hint}")
+
+    relative = {p: PurePosixPath(p.relative_to(root).as_posix()) for p in files}
+    tags_path = root / TAGS_FILE
+    if tags_path.is_file():
+        table = _read_tags_csv(tags_path)
+        listed = {rel.as_posix() for rel in relative.values()}
+        for name in sorted(set(table) - listed):
+            warn(f"{TAGS_FILE} lists '{name}', but there is no such audio file under {root}; row ignored")
+        unlisted = sorted(name for name in listed if name not in table)
+        if unlisted:
+            warn(f"{len(unlisted)} audio files are not in {TAGS_FILE} and get no tags, e.g. '{unlisted[0]}'")
+        tags_of = {p: table.get(rel.as_posix(), ()) for p, rel in relative.items()}
+    else:
+        tags_of = {p: _folder_tag(rel) for p, rel in relative.items()}
+
+    loaded: list[tuple[str, np.ndarray, tuple[str, ...]]] = []
+    n_failed = n_silent = n_short = 0
+    for path in files:
+        name = relative[path].as_posix()
+        try:
+            x = load_audio(path, sample_rate)  # (T,)
+        except DataError as exc:
+            n_failed += 1
+            warn(f"skipping '{name}': cannot decode it ({_reason(exc.__cause__)})")
+            continue
+        truncated = _wav_truncation(path) if path.suffix.lower() == ".wav" else None
+        if truncated:
+            warn(
+                f"'{name}' is truncated (its header promises {truncated[0]} bytes of audio, the file "
+                f"holds {truncated[1]}); using the {len(x) / sample_rate:.2f} s that are there"
+            )
+        if trim_db is not None:
+            x = trim_silence(x, trim_db, margin=sample_rate // 100)
+        if len(x) == 0:
+            n_silent += 1
+            warn(f"skipping '{name}': silent (no sample above {trim_db} dBFS)")
+            continue
+        if len(x) < min_samples:
+            n_short += 1
+            warn(f"skipping '{name}': {len(x)} samples after trimming silence, fewer than {min_samples}")
+            continue
+        codes = mulaw_encode(x, quantization_channels)  # (T,) int64
+        loaded.append((name, codes, tags_of[path]))
+
+    if not loaded:
+        if n_failed == len(files):
+            raise DataError(f"--data: no readable audio in {root} ({n_failed} files failed to load)")
+        if n_short == 0:
+            raise DataError(
+                f"--data: no usable audio in {root}: {n_silent} files are silent (below {trim_db} dBFS) "
+                f"and {n_failed} failed to load"
+            )
+        raise DataError(
+            f"--data: all clips in {root} are shorter than the receptive field ({min_samples} samples); "
+            "use longer audio or a smaller model"
+        )
+
+    vocab = sorted({tag for _, _, tags in loaded for tag in tags})
+    clips = [Clip(name, codes, tags, multi_hot(tags, vocab)) for name, codes, tags in loaded]
+    return AudioDataset(clips, vocab, int(sample_rate), int(quantization_channels))
+
+
+def split_by_file(
+    dataset: AudioDataset | Sequence[Clip], valid_fraction: float = 0.1, seed: int = 0
+) -> tuple[list[Clip], list[Clip]]:
+    """Hold out whole files for validation: (train_clips, valid_clips).
+
+    round(valid_fraction · n) files, at least 1 and at most n - 1, are picked by a seeded permutation;
+    both lists keep the dataset's order. So the same seed and files give the same split, and no
+    audio of a validation file is ever trained on.
+
+    With a single file there is nothing to hold out, so the clip is cut in time instead: the last
+    valid_fraction of it is the validation clip, the rest is the training clip (both keep its path
+    and tags). The two parts share no samples, but they are the same recording: expect a validation
+    loss closer to the training loss than a different file would give.
+    """
+    clips = list(dataset.clips if isinstance(dataset, AudioDataset) else dataset)
+    if not 0.0 < valid_fraction < 1.0:
+        raise ValueError(f"valid_fraction must be between 0 and 1 (exclusive), got {valid_fraction}")
+    if not clips:
+        raise ValueError("split_by_file needs at least one clip")
+    if len(clips) == 1:
+        clip = clips[0]
+        cut = len(clip) - max(1, int(round(valid_fraction * len(clip))))
+        if cut < 1:
+            raise ValueError(f"clip '{clip.path}' has {len(clip)} samples, too few to split")
+        return [dataclasses.replace(clip, codes=clip.codes[:cut])], [
+            dataclasses.replace(clip, codes=clip.codes[cut:])
+        ]
+    n_valid = min(max(int(round(valid_fraction * len(clips))), 1), len(clips) - 1)
+    valid = set(np.random.default_rng(seed).permutation(len(clips))[:n_valid].tolist())
+    return [c for i, c in enumerate(clips) if i not in valid], [c for i, c in enumerate(clips) if i in valid]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Batches
+
+
+def _window(codes: np.ndarray, start: int, length: int, silence: int) -> np.ndarray:
+    """codes[start : start + length]; a clip shorter than `length` is left-padded with the silence code.
+
+    Padding on the left looks like silence before the clip starts, which the model has seen in
+    training (trimmed clips start right at the sound, and the receptive field reaches before it).
+    """
+    if len(codes) >= length:
+        return codes[start : start + length]
+    row = np.full(length, silence, dtype=np.int64)
+    row[length - len(codes) :] = codes
+    return row
+
+
+def _check_batch_args(clips, n_tags, segment_length, receptive_field, batch_size, quantization_channels):
+    if not clips:
+        raise ValueError("no clips to draw batches from")
+    for name, value in [
+        ("segment_length", segment_length),
+        ("receptive_field", receptive_field),
+        ("batch_size", batch_size),
+    ]:
+        if int(value) != value or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    for clip in clips:
+        if n_tags > 0 and len(clip.tag_vector) != n_tags:
+            raise ValueError(
+                f"clip '{clip.path}' has a tag vector of length {len(clip.tag_vector)}, not n_tags={n_tags}"
+            )
+        if len(clip) and (clip.codes.min() < 0 or clip.codes.max() >= quantization_channels):
+            raise ValueError(f"clip '{clip.path}' has codes outside 0..{quantization_channels - 1}")
+
+
+class BatchSampler:
+    """Random training batches: rows of R context samples followed by S samples to predict.
+
+    A row is `segment_length + receptive_field` consecutive codes. The model reads x[:, :-1] and its
+    S outputs with a full receptive field predict x[:, R:]. The clip of each row is drawn with
+    probability proportional to its length (so every sample of the dataset is equally likely to be
+    seen, and short clips are not over-trained), the start uniformly among the windows that fit;
+    clips shorter than a row are left-padded with the silence code Q // 2 (μ-law of 0.0).
+
+    Reproducible: the same clips and seed give the same batches. get_state()/set_state() save and
+    restore the generator (a JSON-serialisable dict) so a resumed run continues the same sequence.
+    """
+
+    def __init__(
+        self,
+        clips: Sequence[Clip],
+        n_tags: int,
+        segment_length: int,
+        receptive_field: int,
+        batch_size: int,
+        seed: int = 0,
+        quantization_channels: int = 256,
+    ):
+        _check_batch_args(clips, n_tags, segment_length, receptive_field, batch_size, quantization_channels)
+        self.clips = list(clips)
+        self.n_tags = int(n_tags)
+        self.row_length = int(segment_length) + int(receptive_field)
+        self.batch_size = int(batch_size)
+        self.silence = int(quantization_channels) // 2
+        self.lengths = np.array([len(c) for c in self.clips], dtype=np.int64)  # (n_clips,)
+        self.probabilities = self.lengths / self.lengths.sum()
+        self.rng = np.random.default_rng(seed)
+
+    def sample(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """-> x int64 (B, R + S), tags float32 (B, K) or None when n_tags == 0."""
+        which = self.rng.choice(len(self.clips), size=self.batch_size, p=self.probabilities)  # (B,)
+        last_start = np.maximum(self.lengths[which] - self.row_length, 0)  # (B,)
+        starts = self.rng.integers(0, last_start + 1)  # (B,) uniform in 0..last_start
+        x = np.stack(
+            [_window(self.clips[i].codes, s, self.row_length, self.silence) for i, s in zip(which, starts)]
+        )
+        tags = np.stack([self.clips[i].tag_vector for i in which]).astype(np.float32) if self.n_tags else None
+        return x, tags  # (B, R + S), (B, K)
+
+    def get_state(self) -> dict:
+        """The generator state, a JSON-serialisable dict (numpy's bit_generator.state)."""
+        return deepcopy(self.rng.bit_generator.state)
+
+    def set_state(self, state: dict) -> None:
+        """Restore a state from get_state(); the next sample() continues where that sampler was."""
+        self.rng.bit_generator.state = deepcopy(state)
+
+
+def validation_batches(
+    clips: Sequence[Clip],
+    n_tags: int,
+    segment_length: int,
+    receptive_field: int,
+    batch_size: int,
+    quantization_channels: int = 256,
+    max_rows: int = 64,
+) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """The same validation batches every time, so validation losses are comparable across steps.
+
+    Rows have the layout of BatchSampler's. Each clip gets as many rows as it has disjoint
+    S-sample prediction windows, evenly spaced from its start to its end; if that totals more than
+    `max_rows`, every clip's count is scaled down proportionally but stays at least 1 (so every
+    validation clip is represented, and there may be more than max_rows when clips outnumber it).
+    Rows are grouped into batches of `batch_size` (the last may be smaller).
+    """
+    _check_batch_args(clips, n_tags, segment_length, receptive_field, batch_size, quantization_channels)
+    if int(max_rows) != max_rows or max_rows < 1:
+        raise ValueError(f"max_rows must be a positive integer, got {max_rows!r}")
+    row_length = segment_length + receptive_field
+    silence = quantization_channels // 2
+    lengths = np.array([len(c) for c in clips])
+    counts = np.maximum((lengths - receptive_field) // segment_length, 1)  # disjoint prediction windows
+    if counts.sum() > max_rows:
+        counts = np.maximum(counts * max_rows // counts.sum(), 1)
+    rows, tags = [], []
+    for clip, n, count in zip(clips, lengths, counts):
+        for start in np.linspace(0, max(n - row_length, 0), count).round().astype(np.int64):
+            rows.append(_window(clip.codes, int(start), row_length, silence))
+            tags.append(clip.tag_vector)
+    batches = []
+    for i in range(0, len(rows), batch_size):
+        x = np.stack(rows[i : i + batch_size])  # (B, R + S)
+        t = np.stack(tags[i : i + batch_size]).astype(np.float32) if n_tags else None  # (B, K)
+        batches.append((x, t))
+    return batches
+
+
+def unigram_bits(clips: Sequence[Clip], quantization_channels: int = 256) -> float:
+    """Entropy of the clips' code histogram, in bits per sample: H = -Σ p(q) log2 p(q).
+
+    The cross-entropy a model reaches by predicting every sample from the histogram alone, ignoring
+    the past; a WaveNet that has learned anything scores below it (loss_nats / ln 2 < unigram_bits).
+    """
+    counts = np.zeros(quantization_channels, dtype=np.int64)
+    for clip in clips:
+        counts += np.bincount(clip.codes, minlength=quantization_channels)[:quantization_channels]
+    if counts.sum() == 0:
+        raise ValueError("unigram_bits needs at least one sample")
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log2(p)).sum())
