@@ -214,7 +214,8 @@ class WaveNet:
             if tuple(value.shape) != tuple(self.params[name].shape):
                 raise ValueError(f"parameter {name}: shape {tuple(value.shape)} != "
                                  f"{tuple(self.params[name].shape)}")
-        self.params = {name: self.backend.asarray(to_host(v), dtype=self.dtype) for name, v in params.items()}
+        # xp.array copies: the model must never share memory with the caller's arrays
+        self.params = {name: self.xp.array(to_host(v), dtype=self.dtype) for name, v in params.items()}
 
     # ------------------------------------------------------------------ input checks
     def _check_inputs(self, x, tags, min_length: int = 1):

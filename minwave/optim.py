@@ -73,11 +73,11 @@ class Adam:
         return norm
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Host copies: {'t': array(t), 'm/<name>': …, 'v/<name>': …}."""
+        """Host copies (snapshots, never views of the live moments): {'t', 'm/<name>', 'v/<name>'}."""
         state = {"t": np.array(self.t, dtype=np.int64)}
         for name in self.m:
-            state[f"m/{name}"] = to_host(self.m[name])
-            state[f"v/{name}"] = to_host(self.v[name])
+            state[f"m/{name}"] = np.array(to_host(self.m[name]))
+            state[f"v/{name}"] = np.array(to_host(self.v[name]))
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -91,4 +91,4 @@ class Adam:
                 current = moments[name]
                 if tuple(state[key].shape) != tuple(current.shape):
                     raise ValueError(f"optimizer state {key}: shape {state[key].shape} != {current.shape}")
-                moments[name] = array_module(current).asarray(state[key], dtype=current.dtype)
+                moments[name] = array_module(current).array(state[key], dtype=current.dtype)  # a copy

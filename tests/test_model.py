@@ -163,6 +163,8 @@ def test_same_seed_same_params_and_load_params():
     assert not np.array_equal(a.params["skip.W"], c.params["skip.W"])
     c.load_params(a.host_params())
     assert all(np.array_equal(a.params[n], c.params[n]) for n in a.params)
+    c.params["skip.W"] += 1.0  # loaded parameters are copies, not views of the source
+    assert not np.array_equal(a.params["skip.W"], c.params["skip.W"])
     with pytest.raises(ValueError):
         c.load_params({"skip.W": a.params["skip.W"]})
 
