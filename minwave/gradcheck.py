@@ -7,7 +7,7 @@ Compare with the analytic gradient by the relative error |a - n| / max(|a| + |n|
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -52,8 +52,9 @@ def sample_indices(size: int, count: int, seed: int = 0) -> np.ndarray | None:
     return np.sort(np.random.default_rng(seed).choice(size, count, replace=False))
 
 
-def check_gradient(f: Callable[[], float], x, analytic, eps: float = 1e-5, max_entries: int | None = None,
-                   seed: int = 0) -> float:
+def check_gradient(
+    f: Callable[[], float], x, analytic, eps: float = 1e-5, max_entries: int | None = None, seed: int = 0
+) -> float:
     """Relative error between `analytic` (df/dx) and central differences of f at x (sampled entries)."""
     indices = None if max_entries is None else sample_indices(x.size, max_entries, seed)
     return relative_error(analytic, numerical_gradient(f, x, eps, indices))

@@ -132,9 +132,9 @@ def init_params(config: WaveNetConfig, seed: int = 0) -> dict[str, np.ndarray]:
 class WaveNet:
     """A WaveNet whose parameters live on one backend (NumPy or CuPy) in one dtype.
 
-        model = WaveNet(WaveNetConfig(), seed=0, dtype="float32", backend="numpy")
-        logits = model.forward(codes, tags)               # (B, T, Q)
-        loss, grads = model.loss_and_grads(codes, tags)   # nats, dict like model.params
+    model = WaveNet(WaveNetConfig(), seed=0, dtype="float32", backend="numpy")
+    logits = model.forward(codes, tags)               # (B, T, Q)
+    loss, grads = model.loss_and_grads(codes, tags)   # nats, dict like model.params
     """
 
     def __init__(self, config: WaveNetConfig | None = None, seed: int = 0, dtype="float32", backend="numpy"):
@@ -164,8 +164,14 @@ class WaveNet:
     def macs_per_sample(self) -> int:
         """Multiply-adds to produce one output distribution (the embedding is a lookup: free)."""
         c = self.config
-        k, R, D, S, Q, L = (c.kernel_size, c.residual_channels, c.dilation_channels,
-                            c.skip_channels, c.quantization_channels, c.n_layers)
+        k, R, D, S, Q, L = (
+            c.kernel_size,
+            c.residual_channels,
+            c.dilation_channels,
+            c.skip_channels,
+            c.quantization_channels,
+            c.n_layers,
+        )
         dilated = L * k * R * 2 * D
         residual = (L - 1) * D * R
         skip = L * D * S
@@ -179,14 +185,15 @@ class WaveNet:
         lines = [
             f"WaveNet  {c.stacks} stacks × {c.layers_per_stack} layers, kernel {c.kernel_size}, "
             f"{self.backend.name}/{self.dtype.name}",
-            f"  input   causal {c.kernel_size}-tap embedding  {c.quantization_channels} -> "
-            f"{c.residual_channels}",
+            f"  input   causal {c.kernel_size}-tap embedding  {c.quantization_channels} -> {c.residual_channels}",
         ]
         for s in range(c.stacks):
-            ds = c.dilations[s * c.layers_per_stack:(s + 1) * c.layers_per_stack]
-            lines.append(f"  stack {s}  dilations {', '.join(map(str, ds))}   "
-                         f"(residual {c.residual_channels}, gate {c.dilation_channels}, "
-                         f"skip {c.skip_channels})")
+            ds = c.dilations[s * c.layers_per_stack : (s + 1) * c.layers_per_stack]
+            lines.append(
+                f"  stack {s}  dilations {', '.join(map(str, ds))}   "
+                f"(residual {c.residual_channels}, gate {c.dilation_channels}, "
+                f"skip {c.skip_channels})"
+            )
         if c.n_tags:
             lines.append(f"  global conditioning on {c.n_tags} tags (a per-layer bias on the gate)")
         lines += [
@@ -212,8 +219,7 @@ class WaveNet:
             raise ValueError(f"parameter names differ: missing {sorted(missing)}, unexpected {sorted(extra)}")
         for name, value in params.items():
             if tuple(value.shape) != tuple(self.params[name].shape):
-                raise ValueError(f"parameter {name}: shape {tuple(value.shape)} != "
-                                 f"{tuple(self.params[name].shape)}")
+                raise ValueError(f"parameter {name}: shape {tuple(value.shape)} != {tuple(self.params[name].shape)}")
         # xp.array copies: the model must never share memory with the caller's arrays
         self.params = {name: self.xp.array(to_host(v), dtype=self.dtype) for name, v in params.items()}
 
@@ -234,12 +240,12 @@ class WaveNet:
                 raise ValueError("this model has n_tags=0: pass tags=None")
             return x, None
         if tags is None:
-            raise ValueError(f"this model is conditioned on {c.n_tags} tags: pass tags of shape "
-                             f"(batch, {c.n_tags})")
+            raise ValueError(f"this model is conditioned on {c.n_tags} tags: pass tags of shape (batch, {c.n_tags})")
         tags = xp.asarray(tags, dtype=self.dtype)
         if tags.shape != (x.shape[0], c.n_tags):
-            raise ValueError(f"tags must have shape (batch, n_tags) = ({x.shape[0]}, {c.n_tags}), "
-                             f"got {tuple(tags.shape)}")
+            raise ValueError(
+                f"tags must have shape (batch, n_tags) = ({x.shape[0]}, {c.n_tags}), got {tuple(tags.shape)}"
+            )
         return x, tags
 
     # ------------------------------------------------------------------ forward / backward
@@ -256,13 +262,18 @@ class WaveNet:
         layer_caches = []
         for i, dilation in enumerate(c.dilations):
             V = p.get(f"layers.{i}.cond.V")
-            z, unit_cache = ops.gated_unit_forward(h, p[f"layers.{i}.dilated.W"], p[f"layers.{i}.dilated.b"],
-                                                   dilation, tags if V is not None else None, V)
-            zs[:, :, i * D:(i + 1) * D] = z[:, out_start:]
+            z, unit_cache = ops.gated_unit_forward(
+                h,
+                p[f"layers.{i}.dilated.W"],
+                p[f"layers.{i}.dilated.b"],
+                dilation,
+                tags if V is not None else None,
+                V,
+            )
+            zs[:, :, i * D : (i + 1) * D] = z[:, out_start:]
             residual_cache = None
             if i < L - 1:
-                h, residual_cache = ops.residual_forward(h, z, p[f"layers.{i}.residual.W"],
-                                                         p[f"layers.{i}.residual.b"])
+                h, residual_cache = ops.residual_forward(h, z, p[f"layers.{i}.residual.W"], p[f"layers.{i}.residual.b"])
             layer_caches.append((unit_cache, residual_cache))
         skip, skip_cache = ops.skip_forward(zs, p["skip.W"], p["skip.b"])  # (B, T', S)
         logits, head_cache = ops.head_forward(skip, p["head.W1"], p["head.b1"], p["head.W2"], p["head.b2"])
@@ -274,7 +285,8 @@ class WaveNet:
         input_cache, layer_caches, skip_cache, head_cache, out_start, T = caches
         grads = {}
         dskip, grads["head.W1"], grads["head.b1"], grads["head.W2"], grads["head.b2"] = ops.head_backward(
-            dlogits, head_cache)
+            dlogits, head_cache
+        )
         dzs, grads["skip.W"], grads["skip.b"] = ops.skip_backward(dskip, skip_cache)  # (B, T', L·D)
         dh = None  # gradient w.r.t. the residual stream above the current layer
         for i in reversed(range(L)):
@@ -282,13 +294,15 @@ class WaveNet:
             B = dzs.shape[0]
             # fan-out means sum: z_l feeds the skip sum (only at out_start…) and the residual stream
             if residual_cache is not None:
-                dh, dz, grads[f"layers.{i}.residual.W"], grads[f"layers.{i}.residual.b"] = \
-                    ops.residual_backward(dh, residual_cache)
+                dh, dz, grads[f"layers.{i}.residual.W"], grads[f"layers.{i}.residual.b"] = ops.residual_backward(
+                    dh, residual_cache
+                )
             else:
                 dz = xp.zeros((B, T, D), dtype=self.dtype)
-            dz[:, out_start:] += dzs[:, :, i * D:(i + 1) * D]
-            dh_unit, grads[f"layers.{i}.dilated.W"], grads[f"layers.{i}.dilated.b"], dV = \
-                ops.gated_unit_backward(dz, unit_cache)
+            dz[:, out_start:] += dzs[:, :, i * D : (i + 1) * D]
+            dh_unit, grads[f"layers.{i}.dilated.W"], grads[f"layers.{i}.dilated.b"], dV = ops.gated_unit_backward(
+                dz, unit_cache
+            )
             if dV is not None:
                 grads[f"layers.{i}.cond.V"] = dV
             dh = dh_unit if dh is None else dh + dh_unit  # identity path + through the unit
@@ -317,13 +331,13 @@ class WaveNet:
         """
         x, tags, out_start = self._loss_inputs(x, tags)
         logits, _ = self._forward(x[:, :-1], tags, out_start)
-        loss, _ = ops.softmax_cross_entropy_forward(logits, x[:, out_start + 1:])
+        loss, _ = ops.softmax_cross_entropy_forward(logits, x[:, out_start + 1 :])
         return float(loss)
 
     def loss_and_grads(self, x, tags=None):
         """(loss in nats as for loss(), dict of gradients with the keys and shapes of params)."""
         x, tags, out_start = self._loss_inputs(x, tags)
         logits, caches = self._forward(x[:, :-1], tags, out_start)  # (B, T-RF, Q)
-        loss, loss_cache = ops.softmax_cross_entropy_forward(logits, x[:, out_start + 1:])
+        loss, loss_cache = ops.softmax_cross_entropy_forward(logits, x[:, out_start + 1 :])
         dlogits = ops.softmax_cross_entropy_backward(1.0, loss_cache)
         return float(loss), self._backward(dlogits, caches)

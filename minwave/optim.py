@@ -29,12 +29,18 @@ def global_norm(grads: dict) -> float:
 class Adam:
     """Adam over a dict of parameters, updated in place.
 
-        opt = Adam(model.params, lr=1e-3, clip_norm=1.0)
-        grad_norm = opt.step(model.params, grads)     # the norm before clipping
+    opt = Adam(model.params, lr=1e-3, clip_norm=1.0)
+    grad_norm = opt.step(model.params, grads)     # the norm before clipping
     """
 
-    def __init__(self, params: dict, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
-                 clip_norm: float | None = None):
+    def __init__(
+        self,
+        params: dict,
+        lr: float = 1e-3,
+        betas=(0.9, 0.999),
+        eps: float = 1e-8,
+        clip_norm: float | None = None,
+    ):
         if not lr > 0:
             raise ValueError(f"lr must be > 0, got {lr}")
         if not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):

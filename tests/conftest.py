@@ -10,7 +10,7 @@ BACKENDS = ["numpy", pytest.param("cupy", marks=pytest.mark.gpu)]
 def pytest_collection_modifyitems(config, items):
     if cupy_available():
         return
-    skip = pytest.mark.skip(reason="needs CuPy and a CUDA device (pip install \"minwave[gpu]\")")
+    skip = pytest.mark.skip(reason='needs CuPy and a CUDA device (pip install "minwave[gpu]")')
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)

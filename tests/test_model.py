@@ -8,8 +8,16 @@ from minwave.gradcheck import check_gradient
 
 
 def tiny_config(**overrides):
-    base = dict(stacks=1, layers_per_stack=3, kernel_size=2, residual_channels=4, dilation_channels=3,
-                skip_channels=5, quantization_channels=8, n_tags=0)
+    base = dict(
+        stacks=1,
+        layers_per_stack=3,
+        kernel_size=2,
+        residual_channels=4,
+        dilation_channels=3,
+        skip_channels=5,
+        quantization_channels=8,
+        n_tags=0,
+    )
     base.update(overrides)
     return WaveNetConfig(**base)
 
@@ -69,7 +77,7 @@ def test_causality_and_exact_receptive_field(k, stacks):
         changed = np.any(np.abs(model.forward(x2) - base) > 1e-12, axis=-1)[0]  # (T,)
         # logits[:, s] depend on x[:, s-RF+1 … s]: exactly positions s = t … t+RF-1 change
         expected = np.zeros(T, bool)
-        expected[t:t + rf] = True
+        expected[t : t + rf] = True
         np.testing.assert_array_equal(changed, expected)
 
 
@@ -87,7 +95,7 @@ def test_loss_positions_match_forward():
     x, _ = random_batch(model, model.receptive_field + 9)
     logits = model.forward(x)
     rf = model.receptive_field
-    lg = logits[:, rf - 1:-1]
+    lg = logits[:, rf - 1 : -1]
     targets = x[:, rf:]
     logp = lg - np.log(np.exp(lg).sum(-1, keepdims=True))
     expected = -np.take_along_axis(logp, targets[..., None], -1).mean()
@@ -122,8 +130,16 @@ def test_bad_inputs_are_rejected():
         tagged.forward(np.zeros((1, 5), int), tags=np.zeros((2, 2)))
 
 
-@pytest.mark.parametrize("bad", [dict(kernel_size=1), dict(stacks=0), dict(residual_channels=2.5),
-                                 dict(n_tags=-1), dict(quantization_channels=True)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(kernel_size=1),
+        dict(stacks=0),
+        dict(residual_channels=2.5),
+        dict(n_tags=-1),
+        dict(quantization_channels=True),
+    ],
+)
 def test_bad_config_is_rejected(bad):
     with pytest.raises(ValueError):
         tiny_config(**bad)
@@ -170,8 +186,16 @@ def test_same_seed_same_params_and_load_params():
 
 
 def test_adam_memorises_a_short_sequence():
-    model = WaveNet(tiny_config(layers_per_stack=4, residual_channels=16, dilation_channels=16,
-                                skip_channels=32, quantization_channels=32), seed=0)
+    model = WaveNet(
+        tiny_config(
+            layers_per_stack=4,
+            residual_channels=16,
+            dilation_channels=16,
+            skip_channels=32,
+            quantization_channels=32,
+        ),
+        seed=0,
+    )
     rng = np.random.default_rng(0)
     x = rng.integers(0, 32, (1, model.receptive_field + 64))
     opt = Adam(model.params, lr=3e-3, clip_norm=10.0)
@@ -186,8 +210,14 @@ def test_adam_memorises_a_short_sequence():
 
 def test_deep_stack_trains_stably():
     """30 layers, default widths scaled down: a few Adam steps keep activations and loss finite and falling."""
-    cfg = WaveNetConfig(stacks=3, layers_per_stack=10, residual_channels=8, dilation_channels=8,
-                        skip_channels=16, quantization_channels=16)
+    cfg = WaveNetConfig(
+        stacks=3,
+        layers_per_stack=10,
+        residual_channels=8,
+        dilation_channels=8,
+        skip_channels=16,
+        quantization_channels=16,
+    )
     model = WaveNet(cfg, seed=0)
     rng = np.random.default_rng(1)
     x = rng.integers(0, 16, (1, model.receptive_field + 200))

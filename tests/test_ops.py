@@ -86,8 +86,15 @@ def test_causal_embedding(backend, k):
     Q = 7
     codes = backend.asarray(rng.integers(0, Q, (3, 9)))  # repeated codes: gradients must accumulate
     W, b = rand(backend, rng, k, Q, 4), rand(backend, rng, 4)
-    check_op(ops.causal_embedding_forward, ops.causal_embedding_backward, [codes, W, b], [None, "W", "b"],
-             backend, rng, max_entries=None)
+    check_op(
+        ops.causal_embedding_forward,
+        ops.causal_embedding_backward,
+        [codes, W, b],
+        [None, "W", "b"],
+        backend,
+        rng,
+        max_entries=None,
+    )
 
 
 @pytest.mark.parametrize("k", [2, 3])
@@ -144,8 +151,12 @@ def test_gated_unit_rejects_half_conditioning():
 
 def test_residual(backend):
     rng = np.random.default_rng(6)
-    x, z, W, b = (rand(backend, rng, 2, 5, 3), rand(backend, rng, 2, 5, 4), rand(backend, rng, 4, 3),
-                  rand(backend, rng, 3))
+    x, z, W, b = (
+        rand(backend, rng, 2, 5, 3),
+        rand(backend, rng, 2, 5, 4),
+        rand(backend, rng, 4, 3),
+        rand(backend, rng, 3),
+    )
     check_op(ops.residual_forward, ops.residual_backward, [x, z, W, b], ["x", "z", "W", "b"], backend, rng)
 
 
@@ -155,7 +166,7 @@ def test_skip_is_sum_of_per_layer_projections(backend):
     zs, W, b = rand(backend, rng, 2, 6, L * D), rand(backend, rng, L * D, S), rand(backend, rng, S)
     check_op(ops.skip_forward, ops.skip_backward, [zs, W, b], ["zs", "W", "b"], backend, rng)
     skip, _ = ops.skip_forward(zs, W, b)
-    per_layer = sum(zs[..., l * D:(l + 1) * D] @ W[l * D:(l + 1) * D] for l in range(L)) + b
+    per_layer = sum(zs[..., l * D : (l + 1) * D] @ W[l * D : (l + 1) * D] for l in range(L)) + b
     np.testing.assert_allclose(to_host(skip), to_host(per_layer), rtol=1e-12)
 
 
@@ -170,9 +181,20 @@ def test_head(backend):
     rng = np.random.default_rng(9)
     S, Q = 6, 5
     skip = rand(backend, rng, 2, 4, S)
-    W1, b1, W2, b2 = rand(backend, rng, S, S), rand(backend, rng, S), rand(backend, rng, S, Q), rand(backend, rng, Q)
-    check_op(ops.head_forward, ops.head_backward, [skip, W1, b1, W2, b2], ["skip", "W1", "b1", "W2", "b2"],
-             backend, rng)
+    W1, b1, W2, b2 = (
+        rand(backend, rng, S, S),
+        rand(backend, rng, S),
+        rand(backend, rng, S, Q),
+        rand(backend, rng, Q),
+    )
+    check_op(
+        ops.head_forward,
+        ops.head_backward,
+        [skip, W1, b1, W2, b2],
+        ["skip", "W1", "b1", "W2", "b2"],
+        backend,
+        rng,
+    )
 
 
 @pytest.mark.parametrize("shape", [(2, 5, 7), (11, 3)])

@@ -29,7 +29,10 @@ def test_clipping_scales_by_global_norm():
     params = {"a": np.zeros(2), "b": np.zeros(1)}
     grads = {"a": np.array([3.0, 0.0]), "b": np.array([4.0])}
     assert global_norm(grads) == pytest.approx(5.0)
-    clipped, unclipped = Adam(params, lr=1.0, clip_norm=1.0), Adam({k: v.copy() for k, v in params.items()}, lr=1.0)
+    clipped, unclipped = (
+        Adam(params, lr=1.0, clip_norm=1.0),
+        Adam({k: v.copy() for k, v in params.items()}, lr=1.0),
+    )
     assert clipped.step(params, grads) == pytest.approx(5.0)  # returns the norm before clipping
     # Adam's first step is sign-like, so compare the moments instead: clipped m is unclipped m / 5
     unclipped.step({k: v.copy() for k, v in params.items()}, grads)
