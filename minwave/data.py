@@ -126,9 +126,7 @@ def find_audio_files(root: str | Path) -> list[Path]:
     """All .wav/.flac/.ogg files (any case) below root, recursively, sorted; hidden names skipped."""
     root = Path(root)
     found = [
-        p
-        for p in root.rglob("*")
-        if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file() and not _is_hidden(p, root)
+        p for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file() and not _is_hidden(p, root)
     ]
     return sorted(found)
 
@@ -213,9 +211,7 @@ def _read_tags_csv(path: Path) -> dict[str, tuple[str, ...]]:
         raise DataError(f"--data: cannot read {path}: {exc}") from exc
     header = [cell.strip().lower() for cell in rows[0]] if rows else []
     if header != ["file", "tags"]:
-        raise DataError(
-            f"--data: {path} must start with the header line 'file,tags' (got {','.join(header)!r})"
-        )
+        raise DataError(f"--data: {path} must start with the header line 'file,tags' (got {','.join(header)!r})")
     table: dict[str, tuple[str, ...]] = {}
     for line, row in enumerate(rows[1:], start=2):
         if not row or all(not cell.strip() for cell in row):
@@ -309,7 +305,7 @@ def load_dataset(
             x = trim_silence(x, trim_db, margin=sample_rate // 100)
         if len(x) == 0:
             n_silent += 1
-            warn(f"skipping '{name}': silent (no sample above {trim_db} dBFS)")
+            warn(f"skipping '{name}': " + (f"silent (below {trim_db} dBFS)" if trim_db is not None else "empty"))
             continue
         if len(x) < min_samples:
             n_short += 1
@@ -323,8 +319,8 @@ def load_dataset(
             raise DataError(f"--data: no readable audio in {root} ({n_failed} files failed to load)")
         if n_short == 0:
             raise DataError(
-                f"--data: no usable audio in {root}: {n_silent} files are silent (below {trim_db} dBFS) "
-                f"and {n_failed} failed to load"
+                f"--data: no usable audio in {root}: {n_silent} files are silent or empty "
+                f"(threshold {trim_db} dBFS) and {n_failed} failed to load"
             )
         raise DataError(
             f"--data: all clips in {root} are shorter than the receptive field ({min_samples} samples); "
@@ -341,9 +337,12 @@ def split_by_file(
 ) -> tuple[list[Clip], list[Clip]]:
     """Hold out whole files for validation: (train_clips, valid_clips).
 
-    round(valid_fraction · n) files, at least 1 and at most n - 1, are picked by a seeded permutation;
-    both lists keep the dataset's order. So the same seed and files give the same split, and no
-    audio of a validation file is ever trained on.
+    Stratified by tags, so every instrument (tag combination) is validated: the files of each tag
+    combination with at least two files are permuted by a seeded generator and round(valid_fraction · n)
+    of them, at least 1 and at most n - 1, are held out. (Many tiny groups can therefore hold out more
+    than valid_fraction overall.) If no combination has two files, round(valid_fraction · n) files,
+    at least 1 and at most n - 1, are drawn from all of them. Both lists keep the dataset's order; the
+    same seed and files give the same split, and no audio of a validation file is ever trained on.
 
     With a single file there is nothing to hold out, so the clip is cut in time instead: the last
     valid_fraction of it is the validation clip, the rest is the training clip (both keep its path
@@ -360,11 +359,23 @@ def split_by_file(
         cut = len(clip) - max(1, int(round(valid_fraction * len(clip))))
         if cut < 1:
             raise ValueError(f"clip '{clip.path}' has {len(clip)} samples, too few to split")
-        return [dataclasses.replace(clip, codes=clip.codes[:cut])], [
-            dataclasses.replace(clip, codes=clip.codes[cut:])
-        ]
-    n_valid = min(max(int(round(valid_fraction * len(clips))), 1), len(clips) - 1)
-    valid = set(np.random.default_rng(seed).permutation(len(clips))[:n_valid].tolist())
+        head, tail = clip.codes[:cut], clip.codes[cut:]
+        return [dataclasses.replace(clip, codes=head)], [dataclasses.replace(clip, codes=tail)]
+
+    def n_held_out(n: int) -> int:
+        return min(max(int(round(valid_fraction * n)), 1), n - 1)
+
+    rng = np.random.default_rng(seed)
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for i, clip in enumerate(clips):
+        groups.setdefault(tuple(sorted(clip.tags)), []).append(i)
+    valid: set[int] = set()
+    for key in sorted(groups):  # sorted: the same draws in the same order every time
+        members = groups[key]
+        if len(members) >= 2:
+            valid.update(rng.permutation(members)[: n_held_out(len(members))].tolist())
+    if not valid:  # every tag combination has a single file: draw from all files
+        valid = set(rng.permutation(len(clips))[: n_held_out(len(clips))].tolist())
     return [c for i, c in enumerate(clips) if i not in valid], [c for i, c in enumerate(clips) if i in valid]
 
 
@@ -442,9 +453,7 @@ class BatchSampler:
         which = self.rng.choice(len(self.clips), size=self.batch_size, p=self.probabilities)  # (B,)
         last_start = np.maximum(self.lengths[which] - self.row_length, 0)  # (B,)
         starts = self.rng.integers(0, last_start + 1)  # (B,) uniform in 0..last_start
-        x = np.stack(
-            [_window(self.clips[i].codes, s, self.row_length, self.silence) for i, s in zip(which, starts)]
-        )
+        x = np.stack([_window(self.clips[i].codes, s, self.row_length, self.silence) for i, s in zip(which, starts)])
         tags = np.stack([self.clips[i].tag_vector for i in which]).astype(np.float32) if self.n_tags else None
         return x, tags  # (B, R + S), (B, K)
 

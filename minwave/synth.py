@@ -99,13 +99,12 @@ def ensure_builtin_dataset(root: str | Path | None = None, sample_rate: int = 16
 
 
 def _is_complete(folder: Path) -> bool:
-    """True when folder holds a manifest and every file the manifest lists."""
+    """True when folder holds a manifest and every file it lists, with the size it lists."""
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
-        files = list(manifest["files"]) + ["tags.csv"]
-    except (OSError, ValueError, KeyError, TypeError):
+        return all((folder / name).stat().st_size == entry["bytes"] for name, entry in manifest["files"].items())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
-    return all((folder / name).is_file() for name in files)
 
 
 def _write_dataset(folder: Path, sample_rate: int) -> None:
@@ -117,14 +116,15 @@ def _write_dataset(folder: Path, sample_rate: int) -> None:
             name = f"{instrument}_{j:02d}.wav"
             sf.write(folder / name, audio, sample_rate, subtype="PCM_16")
             rows.append(f"{name},{instrument}")
-            files[name] = len(audio)
+            files[name] = {"samples": len(audio), "bytes": (folder / name).stat().st_size}
     (folder / "tags.csv").write_text("file,tags\n" + "\n".join(rows) + "\n")
+    files["tags.csv"] = {"samples": 0, "bytes": (folder / "tags.csv").stat().st_size}
     manifest = {
         "name": DATASET_NAME,
         "version": DATASET_VERSION,
         "sample_rate": sample_rate,
-        "seconds": round(sum(files.values()) / sample_rate, 3),
-        "files": files,  # name -> number of samples
+        "seconds": round(sum(f["samples"] for f in files.values()) / sample_rate, 3),
+        "files": files,
     }
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")  # last: marks completeness
 
@@ -138,12 +138,11 @@ def midi_to_hz(note: float) -> float:
     return 440.0 * 2.0 ** ((note - 69) / 12)
 
 
-def random_melody(rng: np.random.Generator, instrument: str) -> tuple[list[tuple[float, float]], float]:
-    """A short melody: ([(midi_note, duration_s), ...], tail_s), about 3.5-4.5 s of notes.
+def random_melody(rng: np.random.Generator, instrument: str) -> list[tuple[int, float]]:
+    """A short melody: [(midi_note, duration_s), ...], about 3.5-4.5 s of notes.
 
     A random walk over the degrees of a random scale (mostly steps, sometimes leaps), note lengths
     drawn from {1/2, 1, 3/2, 2} beats at a random tempo, ending on the root for a sense of closure.
-    tail_s is how long the last note may ring after the melody ends.
     """
     scale = SCALES[list(SCALES)[rng.integers(len(SCALES))]]
     low, high = REGISTERS[instrument]
@@ -160,17 +159,18 @@ def random_melody(rng: np.random.Generator, instrument: str) -> tuple[list[tuple
         step = rng.choice([-2, -1, -1, 1, 1, 2, 3, -3])
         degree = int(np.clip(degree + step, -2, degrees + 2))  # stay within about 1.5 octaves
     notes[-1] = (root, max(notes[-1][1], 2 * beat_s))  # resolve to the root, held
-    return notes, 0.3
+    return notes
 
 
 def render_clip(instrument: str, rng: np.random.Generator, sample_rate: int) -> np.ndarray:
-    """One clip of `instrument`: float32 (T,), peak PEAK, 5 ms fade-in and 20 ms fade-out.
+    """One clip of `instrument`: float32 (T,), peak PEAK, 5 ms fade-in and 50 ms fade-out.
 
     Notes are rendered one by one and overlap-added, so a note rings into the next one as far as its
     instrument lets it (bells ring on, a plucked string is damped when the next note is played).
     """
     voice = {"pluck": pluck_note, "organ": organ_note, "bell": bell_note}[instrument]
-    notes, tail_s = random_melody(rng, instrument)
+    tail_s = {"pluck": 0.05, "organ": 0.08, "bell": 0.5}[instrument]  # last note's release (bell: ring)
+    notes = random_melody(rng, instrument)
     total = int(round((sum(d for _, d in notes) + tail_s) * sample_rate))
     out = np.zeros(total, dtype=np.float64)  # (T,)
     start = 0.0
@@ -181,7 +181,7 @@ def render_clip(instrument: str, rng: np.random.Generator, sample_rate: int) -> 
         out[i : i + n] += wave[:n] * rng.uniform(0.7, 1.0)  # a little variation in loudness
         start += duration_s
     out *= PEAK / np.max(np.abs(out))
-    _fade(out, int(0.005 * sample_rate), int(0.020 * sample_rate))
+    _fade(out, int(0.005 * sample_rate), int(0.050 * sample_rate))
     return out.astype(np.float32)
 
 
