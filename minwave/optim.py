@@ -91,7 +91,7 @@ class Adam:
         expected = {"t"} | {f"{k}/{n}" for n in self.m for k in "mv"}
         if set(state) != expected:
             raise ValueError(f"optimizer state keys differ: {sorted(set(state) ^ expected)}")
-        self.t = int(state["t"])
+        self.t = int(np.asarray(state["t"]).item())  # .item() accepts any size-1 array
         for name in self.m:
             for moments, key in ((self.m, f"m/{name}"), (self.v, f"v/{name}")):
                 current = moments[name]
