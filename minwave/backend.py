@@ -36,6 +36,11 @@ class Backend:
     to_host: Callable[[Any], np.ndarray]
     scatter_add: Callable[[Any, Any, Any], None]  # target[idx] += values, accumulating repeated idx
     synchronize: Callable[[], None]
+    # Optional fused float32 kernels for the gate (ops/gate.py says what they compute; None: the plain
+    # array code there runs instead): pre -> (z, (t, s)) and (dz, t, s) -> dpre.
+    fused_gate_forward: Callable[[Any], Any] | None = None
+    fused_gate_backward: Callable[[Any, Any, Any], Any] | None = None
+    device_memory_held: Callable[[], int] | None = None  # bytes the GPU memory pool holds (None on the CPU)
 
     def asarray(self, a, dtype=None):
         """Host (or same-backend) data -> an array of this backend."""
@@ -46,14 +51,51 @@ class Backend:
 
 
 def _numpy_backend() -> Backend:
+    from .ops import numba_kernels  # compiled on first use (and cached on disk by Numba)
+
     return Backend(
         name="numpy",
         xp=np,
         array_type=np.ndarray,
         to_host=np.asarray,
-        scatter_add=np.add.at,
+        scatter_add=numba_kernels.scatter_add,  # np.add.at, compiled for the embedding's row case
         synchronize=lambda: None,
+        fused_gate_forward=numba_kernels.gate_forward,
+        fused_gate_backward=numba_kernels.gate_backward,
     )
+
+
+def _cupy_fused_gate(cupy):
+    """The gate's forward and backward as two CUDA element-wise kernels: the math of
+    ops.gate.gate_forward_reference / gate_backward_reference, one pass each, no temporaries."""
+    forward_kernel = cupy.ElementwiseKernel(
+        "T f, T g",
+        "T t, T s, T z",
+        "t = tanh(f); s = (T)0.5 * ((T)1 + tanh((T)0.5 * g)); z = t * s;",
+        "minwave_gate_forward",
+    )
+    backward_kernel = cupy.ElementwiseKernel(
+        "T dz, T t, T s",
+        "T df, T dg",
+        "df = dz * s * ((T)1 - t * t); dg = dz * t * s * ((T)1 - s);",
+        "minwave_gate_backward",
+    )
+
+    def gate_forward(pre):
+        D = pre.shape[-1] // 2
+        act = cupy.empty_like(pre)  # [t | s] side by side, the cache
+        t, s = act[..., :D], act[..., D:]
+        z = cupy.empty(pre.shape[:-1] + (D,), dtype=pre.dtype)
+        forward_kernel(pre[..., :D], pre[..., D:], t, s, z)
+        return z, (t, s)
+
+    def gate_backward(dz, t, s):
+        D = dz.shape[-1]
+        dpre = cupy.empty(dz.shape[:-1] + (2 * D,), dtype=dz.dtype)  # [df | dg]
+        backward_kernel(dz, t, s, dpre[..., :D], dpre[..., D:])
+        return dpre
+
+    return gate_forward, gate_backward
 
 
 def _cupy_backend() -> Backend:
@@ -68,6 +110,7 @@ def _cupy_backend() -> Backend:
         raise BackendError(f"backend 'cupy': no usable CUDA device ({exc}); check the driver or use the CPU") from exc
     if n_devices < 1:  # pragma: no cover
         raise BackendError("backend 'cupy': CuPy is installed but no CUDA device is present; use the CPU")
+    gate_forward, gate_backward = _cupy_fused_gate(cupy)
     return Backend(
         name="cupy",
         xp=cupy,
@@ -75,6 +118,9 @@ def _cupy_backend() -> Backend:
         to_host=cupy.asnumpy,
         scatter_add=cupyx.scatter_add,
         synchronize=lambda: cupy.cuda.Device().synchronize(),
+        fused_gate_forward=gate_forward,
+        fused_gate_backward=gate_backward,
+        device_memory_held=lambda: cupy.get_default_memory_pool().total_bytes(),
     )
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,10 +125,10 @@ def save(
     meta_bytes = json.dumps(meta, allow_nan=False).encode("utf-8")
     arrays = {"meta": np.frombuffer(meta_bytes, dtype=np.uint8)}
     for name, value in model.host_params().items():
-        arrays[f"param/{name}"] = np.ascontiguousarray(value)
+        arrays[f"param/{name}"] = np.asarray(value)
     if optimizer is not None:
         for key, value in optimizer.state_dict().items():
-            arrays[f"adam/{key}"] = np.ascontiguousarray(value)
+            arrays[f"adam/{key}"] = np.asarray(value)
     _atomic_write(path, arrays)
     return path
 
@@ -220,23 +221,28 @@ def load(path: str | os.PathLike, backend="numpy", dtype=None) -> Checkpoint:
 def _read_arrays(path: Path) -> dict[str, np.ndarray]:
     """Every array in the .npz, read with allow_pickle=False; any failure -> CheckpointError."""
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            if not isinstance(npz, np.lib.npyio.NpzFile):
-                raise CheckpointError(f"{path}: not a minwave checkpoint (a single array, not an .npz)")
-            arrays = {}
-            for key in npz.files:
-                try:
-                    arrays[key] = npz[key]
-                except ValueError as exc:
-                    if "allow_pickle" in str(exc):
-                        raise CheckpointError(
-                            f"{path}: refused: entry {key!r} holds pickled Python objects, which minwave "
-                            "checkpoints never contain (loading them could run arbitrary code)"
-                        ) from None
-                    raise
-            return arrays
-    except CheckpointError:
-        raise
+        npz = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CheckpointError(f"{path}: unreadable or truncated checkpoint ({reason})") from None
+        raise CheckpointError(f"{path}: unreadable or truncated checkpoint ({_reason(exc)})") from None
+    if not isinstance(npz, np.lib.npyio.NpzFile):  # a bare .npy array
+        raise CheckpointError(f"{path}: not a minwave checkpoint (a single array, not an .npz archive)")
+    arrays = {}
+    with npz:
+        for key in npz.files:
+            try:
+                arrays[key] = npz[key]
+            except ValueError as exc:
+                if "allow_pickle" in str(exc):
+                    raise CheckpointError(
+                        f"{path}: refused: entry {key!r} holds pickled Python objects, which minwave "
+                        "checkpoints never contain (loading them could run arbitrary code)"
+                    ) from None
+                raise CheckpointError(f"{path}: unreadable entry {key!r} ({_reason(exc)})") from None
+            except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+                raise CheckpointError(f"{path}: unreadable or truncated checkpoint ({_reason(exc)})") from None
+    return arrays
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -249,15 +249,34 @@ class WaveNet:
         return x, tags
 
     # ------------------------------------------------------------------ forward / backward
+    def _input_starts(self, out_start: int) -> list[int]:
+        """first[l]: the earliest position of the residual stream x_l (layer l's input) that the outputs
+        at out_start … T-1 depend on; first[L] = out_start.
+
+        Working down from the top: the skip sum reads every z_l at out_start … T-1, and layer l's dilated
+        convolution reads x_l back to (k-1)·d_l before its first output. So layer l needs z_l only from
+        first[l+1] on (that covers out_start, and x_{l+1} = x_l + z_l @ W_res there), and its input
+        from first[l] = first[l+1] - (k-1)·d_l, never before 0. For the training loss (out_start =
+        RF-1) this skips the early positions nothing reads: the top layer computes T - RF + 1 positions
+        instead of T, about a fifth less work in the stack, and no layer sees the zero history.
+        """
+        k = self.config.kernel_size
+        first = [out_start]
+        for dilation in reversed(self.config.dilations):
+            first.insert(0, max(0, first[0] - (k - 1) * dilation))
+        return first
+
     def _forward(self, x, tags, out_start: int):
         """The network on codes x (B, T); the skip sum and head only at positions out_start … T-1.
 
-        Returns (logits (B, T - out_start, Q), caches for backward).
+        Returns (logits (B, T - out_start, Q), caches for backward). Layer l runs on positions
+        first[l+1] … T-1 only (see _input_starts); with out_start = 0 that is every position.
         """
         p, c, xp = self.params, self.config, self.xp
         L, D = c.n_layers, c.dilation_channels
         B, T = x.shape
-        h, input_cache = ops.causal_embedding_forward(x, p["input.W"], p["input.b"])  # (B, T, R)
+        first = self._input_starts(out_start)  # x_l covers positions first[l] … T-1
+        h, input_cache = ops.causal_embedding_forward(x, p["input.W"], p["input.b"], T - first[0])  # x_0
         zs = xp.empty((B, T - out_start, L * D), dtype=self.dtype)  # (B, T', L·D) every z_l, side by side
         layer_caches = []
         for i, dilation in enumerate(c.dilations):
@@ -269,43 +288,50 @@ class WaveNet:
                 dilation,
                 tags if V is not None else None,
                 V,
-            )
-            zs[:, :, i * D : (i + 1) * D] = z[:, out_start:]
+                t_out=T - first[i + 1],
+            )  # (B, T - first[i+1], D)
+            zs[:, :, i * D : (i + 1) * D] = z[:, out_start - first[i + 1] :]
             residual_cache = None
             if i < L - 1:
-                h, residual_cache = ops.residual_forward(h, z, p[f"layers.{i}.residual.W"], p[f"layers.{i}.residual.b"])
+                h_kept = h[:, first[i + 1] - first[i] :]  # x_i at the positions z_i has
+                h, residual_cache = ops.residual_forward(
+                    h_kept, z, p[f"layers.{i}.residual.W"], p[f"layers.{i}.residual.b"]
+                )  # x_{i+1} (B, T - first[i+1], R)
             layer_caches.append((unit_cache, residual_cache))
         skip, skip_cache = ops.skip_forward(zs, p["skip.W"], p["skip.b"])  # (B, T', S)
         logits, head_cache = ops.head_forward(skip, p["head.W1"], p["head.b1"], p["head.W2"], p["head.b2"])
-        return logits, (input_cache, layer_caches, skip_cache, head_cache, out_start, T)
+        return logits, (input_cache, layer_caches, skip_cache, head_cache, first, T)
 
     def _backward(self, dlogits, caches) -> dict:
         c, xp = self.config, self.xp
         L, D = c.n_layers, c.dilation_channels
-        input_cache, layer_caches, skip_cache, head_cache, out_start, T = caches
+        input_cache, layer_caches, skip_cache, head_cache, first, T = caches
+        out_start = first[L]
         grads = {}
         dskip, grads["head.W1"], grads["head.b1"], grads["head.W2"], grads["head.b2"] = ops.head_backward(
             dlogits, head_cache
         )
         dzs, grads["skip.W"], grads["skip.b"] = ops.skip_backward(dskip, skip_cache)  # (B, T', L·D)
-        dh = None  # gradient w.r.t. the residual stream above the current layer
+        dh = None  # gradient w.r.t. x_{i+1}, the residual stream above layer i (positions first[i+1] …)
         for i in reversed(range(L)):
             unit_cache, residual_cache = layer_caches[i]
             B = dzs.shape[0]
             # fan-out means sum: z_l feeds the skip sum (only at out_start…) and the residual stream
             if residual_cache is not None:
-                dh, dz, grads[f"layers.{i}.residual.W"], grads[f"layers.{i}.residual.b"] = ops.residual_backward(
+                _, dz, grads[f"layers.{i}.residual.W"], grads[f"layers.{i}.residual.b"] = ops.residual_backward(
                     dh, residual_cache
-                )
+                )  # the identity part of dx_i is dh itself: added below
             else:
-                dz = xp.zeros((B, T, D), dtype=self.dtype)
-            dz[:, out_start:] += dzs[:, :, i * D : (i + 1) * D]
+                dz = xp.zeros((B, T - first[i + 1], D), dtype=self.dtype)
+            dz[:, out_start - first[i + 1] :] += dzs[:, :, i * D : (i + 1) * D]
             dh_unit, grads[f"layers.{i}.dilated.W"], grads[f"layers.{i}.dilated.b"], dV = ops.gated_unit_backward(
                 dz, unit_cache
-            )
+            )  # (B, T - first[i], R)
             if dV is not None:
                 grads[f"layers.{i}.cond.V"] = dV
-            dh = dh_unit if dh is None else dh + dh_unit  # identity path + through the unit
+            if dh is not None:
+                dh_unit[:, first[i + 1] - first[i] :] += dh  # identity path + through the unit
+            dh = dh_unit
         grads["input.W"], grads["input.b"] = ops.causal_embedding_backward(dh, input_cache)
         return grads
 

@@ -251,3 +251,28 @@ def test_numpy_and_cupy_agree():
 def test_public_api_exports():
     for name in ["WaveNet", "WaveNetConfig", "Adam", "mulaw_encode", "mulaw_decode", "get_backend"]:
         assert hasattr(minwave, name)
+
+
+def test_training_pass_runs_each_layer_only_where_the_loss_needs_it():
+    """first[l]: where layer l's input starts; the top layer's outputs start at the first loss position."""
+    model = WaveNet()  # the default 2 × (1 … 512) network
+    rf, k = model.receptive_field, model.config.kernel_size
+    first = model._input_starts(rf - 1)
+    assert first[-1] == rf - 1  # the skip sum and head: the loss positions only
+    assert first[0] == k - 1  # the bottom layer reaches back to the start of x, never before it
+    assert all(b - a == (k - 1) * d for a, b, d in zip(first, first[1:], model.dilations))
+    assert model._input_starts(0) == [0] * (model.config.n_layers + 1)  # forward(): every position
+
+
+@pytest.mark.parametrize("n_tags", [0, 3])
+def test_float32_training_pass_matches_float64(n_tags):
+    """The float32 path (fused kernels, in-place work) computes the float64 reference's loss and gradients."""
+    cfg = tiny_config(stacks=2, kernel_size=3, n_tags=n_tags, residual_channels=8, dilation_channels=6)
+    m32, m64 = WaveNet(cfg, seed=4, dtype="float32"), WaveNet(cfg, seed=4, dtype="float64")
+    x, tags = random_batch(m64, m64.receptive_field + 40, B=3)
+    loss32, grads32 = m32.loss_and_grads(x, tags)
+    loss64, grads64 = m64.loss_and_grads(x, tags)
+    assert abs(loss32 - loss64) < 1e-5 * abs(loss64)
+    for name, g in grads64.items():
+        assert grads32[name].dtype == np.float32
+        np.testing.assert_allclose(grads32[name], g, rtol=1e-3, atol=1e-5 * np.abs(g).max(), err_msg=name)

@@ -226,3 +226,130 @@ def test_ops_keep_float32():
     z, cache = ops.gated_unit_forward(x, W, b, 2)
     assert z.dtype == np.float32
     assert all(g.dtype == np.float32 for g in ops.gated_unit_backward(z, cache)[:3])
+
+
+# ---------------------------------------------------------------- computing only the last t_out outputs
+@pytest.mark.parametrize("k,dilation", [(2, 1), (3, 2), (2, 4)])
+@pytest.mark.parametrize("t_out", [1, 5, 9, 12])
+def test_causal_conv_last_outputs_are_the_full_outputs(k, dilation, t_out):
+    """t_out < T gives exactly the last t_out positions of the full convolution, zero history or not."""
+    rng = np.random.default_rng(12)
+    x, W, b = rng.standard_normal((2, 12, 3)), rng.standard_normal((k, 3, 4)), rng.standard_normal(4)
+    y, _ = ops.causal_conv_forward(x, W, b, dilation, t_out=t_out)
+    assert y.shape == (2, t_out, 4)
+    np.testing.assert_allclose(y, conv_reference(x, W, b, dilation)[:, -t_out:], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("k,dilation,t_out", [(2, 1, 9), (3, 2, 4), (2, 4, 2), (2, 3, 11)])
+def test_causal_conv_last_outputs_gradients(backend, k, dilation, t_out):
+    rng = np.random.default_rng(13)
+    x, W, b = rand(backend, rng, 2, 11, 3), rand(backend, rng, k, 3, 4), rand(backend, rng, 4)
+
+    def fwd(x, W, b):
+        return ops.causal_conv_forward(x, W, b, dilation, t_out=t_out)
+
+    check_op(fwd, ops.causal_conv_backward, [x, W, b], ["x", "W", "b"], backend, rng)
+
+
+@pytest.mark.parametrize("k,t_out", [(2, 1), (2, 8), (3, 3), (3, 10)])
+def test_causal_embedding_last_outputs(backend, k, t_out):
+    rng = np.random.default_rng(14)
+    Q = 6
+    codes = backend.asarray(rng.integers(0, Q, (2, 10)))
+    W, b = rand(backend, rng, k, Q, 4), rand(backend, rng, 4)
+    full, _ = ops.causal_embedding_forward(codes, W, b)
+    last, _ = ops.causal_embedding_forward(codes, W, b, t_out)
+    np.testing.assert_allclose(to_host(last), to_host(full)[:, -t_out:], rtol=1e-12, atol=1e-12)
+
+    def fwd(codes, W, b):
+        return ops.causal_embedding_forward(codes, W, b, t_out)
+
+    check_op(fwd, ops.causal_embedding_backward, [codes, W, b], [None, "W", "b"], backend, rng, max_entries=None)
+
+
+def test_gated_unit_last_outputs_gradients(backend):
+    rng = np.random.default_rng(15)
+    x, W, b = rand(backend, rng, 2, 10, 3), rand(backend, rng, 2, 3, 8), rand(backend, rng, 8)
+    tags, V = backend.asarray((rng.random((2, 3)) > 0.5).astype(float)), rand(backend, rng, 3, 8)
+
+    def fwd(x, W, b, V):
+        return ops.gated_unit_forward(x, W, b, 2, tags, V, t_out=7)
+
+    check_op(fwd, ops.gated_unit_backward, [x, W, b, V], ["x", "W", "b", "V"], backend, rng)
+
+
+# ---------------------------------------------------------------- the fused float32 kernels and their specification
+def gate_inputs(rng, shape=(3, 17, 10)):
+    pre = rng.standard_normal(shape).astype(np.float32) * 4
+    pre.reshape(-1)[:8] = [0.0, -0.0, 1e-8, -1e-8, 9.0, -9.0, 60.0, -60.0]  # tiny, and saturated both ways
+    return pre
+
+
+def test_fused_gate_forward_matches_the_reference():
+    from minwave.backend import get_backend
+
+    fused = get_backend("numpy").fused_gate_forward
+    pre = gate_inputs(np.random.default_rng(16))
+    z, (t, s) = fused(pre)
+    z_ref, (t_ref, s_ref) = ops.gate.gate_forward_reference(pre.astype(np.float64))
+    assert z.dtype == t.dtype == s.dtype == np.float32 and z.shape == t.shape == s.shape == (3, 17, 5)
+    for got, want in [(z, z_ref), (t, t_ref), (s, s_ref)]:
+        np.testing.assert_allclose(got, want, rtol=0, atol=5e-7)  # float32 rounding: |error| ≤ ~2 ulp of 1
+    np.testing.assert_allclose(t[np.abs(t_ref) < 1e-3], t_ref[np.abs(t_ref) < 1e-3], rtol=1e-6, atol=0)
+    # a time-shifted (non-contiguous) view gives the same as its copy; NaN propagates; ±inf saturate
+    np.testing.assert_array_equal(fused(pre[:, 3:])[0], fused(pre[:, 3:].copy())[0])
+    special = np.array([[np.nan, np.inf, -np.inf, 0.0]], np.float32)  # f = (nan, inf), g = (-inf, 0)
+    z_special, (t_special, s_special) = fused(special)
+    assert np.isnan(t_special[0, 0]) and t_special[0, 1] == 1.0 and s_special[0, 0] == 0.0 and s_special[0, 1] == 0.5
+
+
+def test_fused_gate_backward_matches_the_reference():
+    from minwave.backend import get_backend
+
+    backend = get_backend("numpy")
+    rng = np.random.default_rng(17)
+    pre = gate_inputs(rng)
+    z, cache = backend.fused_gate_forward(pre)
+    dz = rng.standard_normal(z.shape).astype(np.float32)
+    dpre = backend.fused_gate_backward(dz, *cache)
+    want = ops.gate.gate_backward_reference(dz.astype(np.float64), tuple(a.astype(np.float64) for a in cache))
+    assert dpre.dtype == np.float32 and dpre.shape == pre.shape
+    np.testing.assert_allclose(dpre, want, rtol=1e-6, atol=1e-7)
+
+
+def test_gate_takes_the_fused_kernel_in_float32_only(monkeypatch):
+    import dataclasses
+
+    from minwave.backend import get_backend
+
+    numpy_backend, calls = get_backend("numpy"), []
+
+    def spy(pre):
+        calls.append(pre.dtype)
+        return numpy_backend.fused_gate_forward(pre)
+
+    spying = dataclasses.replace(numpy_backend, fused_gate_forward=spy)
+    monkeypatch.setattr(ops.gate, "backend_of", lambda a: spying)
+    ops.gate_forward(np.zeros((1, 2, 4), np.float32))
+    ops.gate_forward(np.zeros((1, 2, 4), np.float64))  # float64, the gradient checks' dtype: the reference
+    assert calls == [np.float32]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_numpy_scatter_add_matches_add_at(dtype):
+    from minwave.backend import get_backend
+
+    scatter_add = get_backend("numpy").scatter_add
+    rng = np.random.default_rng(18)
+    idx = rng.integers(0, 7, 500)  # many repeats
+    values = rng.standard_normal((500, 3)).astype(dtype)
+    got, want = np.zeros((7, 3), dtype), np.zeros((7, 3), dtype)
+    scatter_add(got, idx, values)
+    np.add.at(want, idx, values)
+    np.testing.assert_allclose(got, want, rtol=1e-6 if dtype == np.float32 else 1e-12)
+    # other forms (here: a 1-D target) go to np.add.at itself
+    flat = np.zeros(7, dtype)
+    scatter_add(flat, idx, values[:, 0])
+    np.testing.assert_allclose(flat, want[:, 0], rtol=1e-5)
+    with pytest.raises(IndexError):
+        scatter_add(got, np.array([7]), values[:1])

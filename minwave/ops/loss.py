@@ -20,13 +20,12 @@ def softmax_cross_entropy_forward(logits, targets):
     flat = logits.reshape(-1, Q)  # (N, Q)
     flat_targets = targets.reshape(-1)  # (N,)
     n = flat.shape[0]
-    shifted = flat - flat.max(axis=1, keepdims=True)
-    exp_shifted = xp.exp(shifted)
-    sum_exp = exp_shifted.sum(axis=1, keepdims=True)
-    rows = xp.arange(n)
-    log_p_target = shifted[rows, flat_targets] - xp.log(sum_exp[:, 0])
-    loss = -log_p_target.mean()
-    probs = exp_shifted / sum_exp  # cached: the backward pass is just probs - one-hot
+    shifted = flat - flat.max(axis=1, keepdims=True)  # (N, Q) the one new (N, Q) array: worked on in place
+    shifted_target = shifted[xp.arange(n), flat_targets]  # (N,) a_target - m, taken before exp overwrites it
+    probs = xp.exp(shifted, out=shifted)  # exp(a - m)
+    sum_exp = probs.sum(axis=1, keepdims=True)  # (N, 1)
+    loss = -(shifted_target - xp.log(sum_exp[:, 0])).mean()
+    probs /= sum_exp  # cached: the backward pass is just probs - one-hot
     return loss, (probs, flat_targets, logits.shape)
 
 

@@ -9,12 +9,15 @@ z is the sum of what comes back along both paths.
 
 from __future__ import annotations
 
-from .conv import conv1x1_backward, conv1x1_forward, sum_outer
+from .conv import bias_grad, conv1x1_backward, conv1x1_forward, sum_outer
 
 
 def residual_forward(x, z, W, b):
     """x_next = x + z @ W + b.   x (B, T, R), z (B, T, D), W (D, R), b (R,) -> (B, T, R)."""
-    return x + z @ W + b, (z, W)
+    x_next = z @ W
+    x_next += x  # in place: one (B, T, R) array, no temporaries
+    x_next += b
+    return x_next, (z, W)
 
 
 def residual_backward(dx_next, cache):
@@ -23,8 +26,7 @@ def residual_backward(dx_next, cache):
     Returns (dx, dz, dW, db)   (docs/backprop.md §5).
     """
     z, W = cache
-    db = dx_next.reshape(-1, dx_next.shape[-1]).sum(axis=0)
-    return dx_next, dx_next @ W.T, sum_outer(z, dx_next), db
+    return dx_next, dx_next @ W.T, sum_outer(z, dx_next), bias_grad(dx_next)
 
 
 def skip_forward(zs, W, b):

@@ -1,0 +1,421 @@
+"""Fast generation: the queue algorithm of fast-WaveNet (Paine et al. 2016, arXiv 1611.09482) in Numba.
+
+Legend: B streams (batch), L layers, k kernel size, R residual channels, D dilation channels,
+S skip channels, Q classes, G tags, d_l layer l's dilation, M_l = (k-1)·d_l its queue length.
+
+Layer l's dilated convolution at time t reads its input h_l at t, t - d_l, …, t - (k-1)·d_l. The naive
+sampler recomputes all of those from the codes for every sample: O(receptive field) work. Here each
+layer keeps the last M_l inputs it has seen in a ring buffer, its queue, so a new sample is one pass
+down the stack: O(L) work, the same for every sample (docs/generation.md has the picture).
+
+    h_0 = embedding of the last k codes                       (B, R)
+    for each layer l:  pre = b_l + Σ_j queue_l[t - (k-1-j)·d_l] @ W_l[j] + h_l @ W_l[k-1]    (B, 2D)
+                       push h_l into queue_l;  z_l = tanh(pre_f) ⊙ σ(pre_g);  h_{l+1} = h_l + z_l @ W_res + b
+    logits = relu(relu([z_1 | … | z_L] @ W_skip + b) @ W_1 + b_1) @ W_2 + b_2                (B, Q)
+
+Public entry point: minwave.generate(..., method="fast") in sampling.py. This module holds the
+compiled kernels, the weight packing they need, run() (what generate calls) and
+teacher_forced_logits() (the per-step logits on given codes, for tests and debugging).
+
+Where the time goes (docs/generation.md measures it): one sample reads every weight once, 1.6 MB for
+the default network, more than the 512 KB L2 cache of a core, so batch 1 is bound by memory traffic.
+Hence the layout: each matrix is read once per step, front to back, in the order it lies in memory;
+the ReLU-zero rows of the head are skipped. With B streams every weight read serves B multiply-adds:
+matrix–matrix products, bound by arithmetic instead.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+from .backend import to_host
+
+JIT = dict(cache=True, nogil=True, error_model="numpy")  # cached on disk; numpy error model: no
+# zero-division check (and branch) in every loop that divides
+PRODUCT_MATH = {"contract", "reassoc"}  # fused multiply-add; reassociation turns a dot product's one
+# running sum into SIMD lanes. The float64 CDF (sample_code) keeps strict IEEE order, as NumPy does.
+
+
+class Packed(NamedTuple):
+    """The weights as the kernel reads them: float32 host copies, C-contiguous."""
+
+    emb: np.ndarray  # (k, Q, R)      input embedding, one (Q, R) table per tap
+    emb_b: np.ndarray  # (R,)
+    dil_W: np.ndarray  # (L, k, R, 2D)  dilated conv, output channels [filter | gate], as in the model
+    dil_b: np.ndarray  # (L, B, 2D)     dilated bias + tags @ V: global conditioning, one row per stream
+    res_W: np.ndarray  # (L, D, R)      residual 1×1 (layer L-1 has none: zeros, never read)
+    res_b: np.ndarray  # (L, R)
+    skip_Wt: np.ndarray  # (S, L·D)     the L skip projections as ONE product, transposed: a row per output
+    skip_b: np.ndarray  # (S,)
+    W1: np.ndarray  # (S, S)
+    b1: np.ndarray  # (S,)
+    W2: np.ndarray  # (S, Q)
+    b2: np.ndarray  # (Q,)
+
+
+def pack(params: dict, config, tags, batch: int) -> Packed:
+    """Float32 host copies of a model's params (NumPy or CuPy arrays) in the kernel's layout.
+
+    tags: (B, G) host array, or None for an unconditioned model. The tag term V·h of every layer is
+    constant in time, so it is folded into that layer's bias here, once: dil_b[l, b] = b_l + tags[b] @ V_l.
+    """
+    c = config
+    L, D, R, k = c.n_layers, c.dilation_channels, c.residual_channels, c.kernel_size
+
+    def host(name):
+        return to_host(params[name]).astype(np.float64)
+
+    def f32(a):
+        return np.ascontiguousarray(a, dtype=np.float32)
+
+    dil_W = np.empty((L, k, R, 2 * D), dtype=np.float32)
+    dil_b = np.empty((L, batch, 2 * D), dtype=np.float32)
+    res_W = np.zeros((L, D, R), dtype=np.float32)
+    res_b = np.zeros((L, R), dtype=np.float32)
+    for i in range(L):
+        dil_W[i] = host(f"layers.{i}.dilated.W")
+        bias = host(f"layers.{i}.dilated.b")[None, :]  # (1, 2D)
+        if c.n_tags:
+            bias = bias + np.asarray(tags, dtype=np.float64) @ host(f"layers.{i}.cond.V")  # (B, 2D)
+        dil_b[i] = bias
+        if i < L - 1:
+            res_W[i] = host(f"layers.{i}.residual.W")
+            res_b[i] = host(f"layers.{i}.residual.b")
+    return Packed(
+        emb=f32(host("input.W")),
+        emb_b=f32(host("input.b")),
+        dil_W=dil_W,
+        dil_b=dil_b,
+        res_W=res_W,
+        res_b=res_b,
+        skip_Wt=f32(host("skip.W").T),
+        skip_b=f32(host("skip.b")),
+        W1=f32(host("head.W1")),
+        b1=f32(host("head.b1")),
+        W2=f32(host("head.W2")),
+        b2=f32(host("head.b2")),
+    )
+
+
+class State(NamedTuple):
+    """What persists from one time step to the next (the queues), and scratch for one step."""
+
+    queue: np.ndarray  # (Σ M_l, B, R)  every layer's ring buffer; layer l owns rows q_start[l] … + M_l - 1
+    q_start: np.ndarray  # (L,) int64
+    q_len: np.ndarray  # (L,) int64    M_l = (k-1)·d_l
+    h: np.ndarray  # (B, R)           the residual stream at time t, layer after layer
+    pre: np.ndarray  # (B, 2D)        [filter | gate] pre-activations of one layer
+    z: np.ndarray  # (B, D)           its gate output
+    zs: np.ndarray  # (B, L·D)        every layer's gate output side by side: the skip product's input
+    skip: np.ndarray  # (B, S)
+    a1: np.ndarray  # (B, S)
+    logits: np.ndarray  # (B, Q)
+    rows: np.ndarray  # (max(S, Q),) int64: the non-zero inputs of a ReLU product
+    cdf: np.ndarray  # (Q,) float64
+
+
+def new_state(config, batch: int) -> State:
+    """Zero queues — the zero history before t = 0, as in model.forward — and scratch for B streams."""
+    c = config
+    q_len = np.array([(c.kernel_size - 1) * d for d in c.dilations], dtype=np.int64)
+    q_start = np.concatenate([[0], np.cumsum(q_len)[:-1]]).astype(np.int64)
+    R, D, S, Q = c.residual_channels, c.dilation_channels, c.skip_channels, c.quantization_channels
+    f32 = np.float32
+    return State(
+        queue=np.zeros((int(q_len.sum()), batch, R), f32),
+        q_start=q_start,
+        q_len=q_len,
+        h=np.zeros((batch, R), f32),
+        pre=np.zeros((batch, 2 * D), f32),
+        z=np.zeros((batch, D), f32),
+        zs=np.zeros((batch, c.n_layers * D), f32),
+        skip=np.zeros((batch, S), f32),
+        a1=np.zeros((batch, S), f32),
+        logits=np.zeros((batch, Q), f32),
+        rows=np.zeros(max(S, Q), np.int64),
+        cdf=np.zeros(Q, np.float64),
+    )
+
+
+# ============================================================================================ kernels
+@njit(fastmath={"contract"}, inline="always", **JIT)
+def tanh_pq(x):
+    """tanh(x) = p / q, returned undivided: the rational approximation Eigen uses for float32.
+
+    Max error 2.6e-7 against the exact tanh (4 ulp, next to ±1). It is branch-free, so the gate loop
+    vectorises; np.tanh in Numba is one scalar libm call per channel (without Intel's SVML).
+    """
+    c = np.float32(7.90531110763549805)  # beyond ±c, tanh is ±1 in float32
+    x = min(max(x, -c), c)
+    x2 = x * x
+    p = x2 * np.float32(-2.76076847742355e-16) + np.float32(2.00018790482477e-13)
+    p = x2 * p + np.float32(-8.60467152213735e-11)
+    p = x2 * p + np.float32(5.12229709037114e-08)
+    p = x2 * p + np.float32(1.48572235717979e-05)
+    p = x2 * p + np.float32(6.37261928875436e-04)
+    p = x2 * p + np.float32(4.89352455891786e-03)
+    q = x2 * np.float32(1.19825839466702e-06) + np.float32(1.18534705686654e-04)
+    q = x2 * q + np.float32(2.26843463243900e-03)
+    q = x2 * q + np.float32(4.89352518554385e-03)
+    return x * p, q
+
+
+@njit(fastmath={"contract"}, **JIT)
+def gate(pre, z):
+    """z (B, D) = tanh(f) ⊙ σ(g) for pre = [f | g] (B, 2D), with σ(g) = ½(1 + tanh(g/2)) as in ops.gate.
+
+    tanh(f) = pf/qf and tanh(g/2) = pg/qg give z = ½ · pf · (qg + pg) / (qf · qg): one division.
+    """
+    B, D2 = pre.shape
+    D = D2 // 2
+    for b in range(B):
+        for c in range(D):
+            pf, qf = tanh_pq(pre[b, c])
+            pg, qg = tanh_pq(np.float32(0.5) * pre[b, D + c])
+            z[b, c] = np.float32(0.5) * pf * (qg + pg) / (qf * qg)
+
+
+@njit(fastmath=PRODUCT_MATH, **JIT)
+def matmul_acc(x, W, y):
+    """y (B, N) += x (B, K) @ W (K, N), for the layers' small matrices.
+
+    Four rows of W at a time: they are read from memory once and reused from L1 for all B streams.
+    The inner loop runs along a row of W and of y, both contiguous, so LLVM makes it SIMD
+    multiply-adds, and no sum needs a horizontal reduction at the end.
+    """
+    B, K = x.shape
+    N = W.shape[1]
+    K4 = K - K % 4
+    for k in range(0, K4, 4):
+        for b in range(B):
+            x0, x1, x2, x3 = x[b, k], x[b, k + 1], x[b, k + 2], x[b, k + 3]
+            for n in range(N):
+                y[b, n] += x0 * W[k, n] + x1 * W[k + 1, n] + x2 * W[k + 2, n] + x3 * W[k + 3, n]
+    for k in range(K4, K):
+        for b in range(B):
+            x0 = x[b, k]
+            for n in range(N):
+                y[b, n] += x0 * W[k, n]
+
+
+@njit(fastmath=PRODUCT_MATH, **JIT)
+def matvec_acc(x, Wt, y):
+    """y (B, N) += x (B, K) @ Wtᵀ with Wt (N, K), for the long skip product (K = L·D = 640).
+
+    Each output is a dot product along a contiguous row of Wt, four outputs at a time so that every
+    x[b, i] loaded serves four rows. With rows this long the dot product streams the weights faster
+    than matmul_acc does (measured: docs/generation.md), and the final horizontal sums are few.
+    """
+    B, K = x.shape
+    N = Wt.shape[0]
+    N4 = N - N % 4
+    for n in range(0, N4, 4):
+        for b in range(B):
+            s0 = s1 = s2 = s3 = np.float32(0.0)
+            for i in range(K):
+                s0 += x[b, i] * Wt[n, i]
+                s1 += x[b, i] * Wt[n + 1, i]
+                s2 += x[b, i] * Wt[n + 2, i]
+                s3 += x[b, i] * Wt[n + 3, i]
+            y[b, n] += s0
+            y[b, n + 1] += s1
+            y[b, n + 2] += s2
+            y[b, n + 3] += s3
+    for n in range(N4, N):
+        for b in range(B):
+            s0 = np.float32(0.0)
+            for i in range(K):
+                s0 += x[b, i] * Wt[n, i]
+            y[b, n] += s0
+
+
+@njit(fastmath=PRODUCT_MATH, **JIT)
+def relu_rows_acc(x, W, y, rows):
+    """y (B, N) += relu(x) (B, K) @ W (K, N), reading only the rows of W that meet a positive input.
+
+    Typically half of a ReLU's outputs are zero, and 0 · W[k] adds nothing: skipping those rows gives
+    the same sum from half the bytes. rows (>= K,) is scratch for one stream's non-zero indices.
+    """
+    B, K = x.shape
+    N = W.shape[1]
+    for b in range(B):
+        m = 0
+        for i in range(K):
+            if x[b, i] > 0:
+                rows[m] = i
+                m += 1
+        m4 = m - m % 4
+        for j in range(0, m4, 4):
+            i0, i1, i2, i3 = rows[j], rows[j + 1], rows[j + 2], rows[j + 3]
+            x0, x1, x2, x3 = x[b, i0], x[b, i1], x[b, i2], x[b, i3]
+            for n in range(N):
+                y[b, n] += x0 * W[i0, n] + x1 * W[i1, n] + x2 * W[i2, n] + x3 * W[i3, n]
+        for j in range(m4, m):
+            i0 = rows[j]
+            x0 = x[b, i0]
+            for n in range(N):
+                y[b, n] += x0 * W[i0, n]
+
+
+@njit(**JIT)
+def network_step(p, s, seq, t, with_head):
+    """Feed the codes seq[:, t] (B streams) through the network, pushing every layer's input into its queue.
+
+    Afterwards s.logits (B, Q) is the distribution of seq[:, t+1] — unless with_head is False (warming
+    the queues up on a prime), which stops after the last layer.
+    """
+    k, _, R = p.emb.shape
+    L, B, D2 = p.dil_b.shape
+    D = D2 // 2
+    h = s.h
+    # input layer: h_0 = b + Σ_j emb[j][x(t - (k-1-j))]; taps before t = 0 contribute nothing
+    for b in range(B):
+        for r in range(R):
+            h[b, r] = p.emb_b[r]
+        for j in range(k):
+            if t - (k - 1 - j) >= 0:
+                code = seq[b, t - (k - 1 - j)]
+                for r in range(R):
+                    h[b, r] += p.emb[j, code, r]
+    for i in range(L):
+        M, start = s.q_len[i], s.q_start[i]
+        d = M // (k - 1)
+        now = t % M  # the queue row holding h_i(t - M), the oldest tap; h_i(t) replaces it below
+        # dilated conv + conditioning: pre = b + Σ_{j<k-1} h_i(t - (k-1-j)·d) @ W[j] + h_i(t) @ W[k-1]
+        for b in range(B):
+            for c in range(D2):
+                s.pre[b, c] = p.dil_b[i, b, c]
+        for j in range(k - 1):
+            row = now - (k - 1 - j) * d  # h_i(t - (k-1-j)·d) lives in row (t - (k-1-j)·d) mod M
+            matmul_acc(s.queue[start + (row + M if row < 0 else row)], p.dil_W[i, j], s.pre)
+        matmul_acc(h, p.dil_W[i, k - 1], s.pre)
+        for b in range(B):
+            for r in range(R):
+                s.queue[start + now, b, r] = h[b, r]
+        gate(s.pre, s.z)  # z_i = tanh(f) ⊙ σ(g)   (B, D)
+        for b in range(B):
+            for c in range(D):
+                s.zs[b, i * D + c] = s.z[b, c]
+        if i < L - 1:  # residual: h_{i+1} = h_i + z_i @ W_res + b_res, in place
+            for b in range(B):
+                for r in range(R):
+                    h[b, r] += p.res_b[i, r]
+            matmul_acc(s.z, p.res_W[i], h)
+    if not with_head:
+        return
+    # skip = [z_1 | … | z_L] @ W_skip + b_skip;  logits = relu(relu(skip) @ W1 + b1) @ W2 + b2
+    for b in range(B):
+        for c in range(s.skip.shape[1]):
+            s.skip[b, c] = p.skip_b[c]
+            s.a1[b, c] = p.b1[c]
+        for c in range(s.logits.shape[1]):
+            s.logits[b, c] = p.b2[c]
+    matvec_acc(s.zs, p.skip_Wt, s.skip)
+    relu_rows_acc(s.skip, p.W1, s.a1, s.rows)
+    relu_rows_acc(s.a1, p.W2, s.logits, s.rows)
+
+
+@njit(**JIT)
+def sample_code(logits, temperature, u, cdf):
+    """The inverse-CDF rule of sampling.generate, in float64 (cdf (Q,) is scratch):
+
+    a = logits / T,  cdf = running sum of exp(a - max a),  code = #{c : cdf_c <= u · cdf_{Q-1}},
+    capped at Q - 1; temperature == 0 is the argmax (the first, on ties). The sums run in the same
+    order as NumPy's cumsum, so the naive sampler's CDF is the same to the last bit, but for libm's exp
+    against NumPy's (at most 1 ulp apart).
+    """
+    Q = logits.shape[0]
+    if temperature == 0.0:
+        best = 0
+        for c in range(1, Q):
+            if logits[c] > logits[best]:
+                best = c
+        return best
+    m = -np.inf
+    for c in range(Q):
+        cdf[c] = np.float64(logits[c]) / temperature
+        m = max(m, cdf[c])
+    total = 0.0
+    for c in range(Q):
+        total += np.exp(cdf[c] - m)
+        cdf[c] = total
+    threshold = u * total
+    code = 0
+    for c in range(Q):
+        if cdf[c] <= threshold:
+            code += 1
+    return min(code, Q - 1)
+
+
+@njit(**JIT)
+def sample_steps(p, s, seq, u, temperature, n_history, t_begin, t_end):
+    """Time steps t_begin … t_end-1 of generation: the whole loop in compiled code.
+
+    seq (B, n_history + n) holds the history followed by the codes drawn so far. Step t feeds seq[:, t];
+    from t = n_history - 1 on it draws seq[:, t+1] with the uniforms u[:, t - n_history + 1]. Earlier
+    steps only warm the queues up on the history.
+    """
+    B = seq.shape[0]
+    for t in range(t_begin, t_end):
+        draw = t >= n_history - 1
+        network_step(p, s, seq, t, draw)
+        if draw:
+            for b in range(B):
+                seq[b, t + 1] = sample_code(s.logits[b], temperature, u[b, t - n_history + 1], s.cdf)
+
+
+@njit(**JIT)
+def teacher_forced_steps(p, s, seq, out):
+    """out[:, t] = the logits after feeding seq[:, 0 … t], for every t: the queue algorithm on given codes."""
+    for t in range(seq.shape[1]):
+        network_step(p, s, seq, t, t >= 0)  # a computed bool: a literal True would compile a second copy
+        for b in range(seq.shape[0]):
+            for c in range(out.shape[2]):
+                out[b, t, c] = s.logits[b, c]
+
+
+# ============================================================================================ drivers
+def run(model, history: np.ndarray, u: np.ndarray, temperature: float, tags=None, progress=None,
+        chunk: int = 4096) -> np.ndarray:
+    """Sample u.shape[1] codes per stream after history (B, H) with the uniforms u (B, n): the fast path
+    of sampling.generate, which checks the arguments. tags: (B, G) host array or None.
+
+    The compiled loop runs `chunk` time steps per call, and progress(n_done) (if given) is called
+    between calls. The queues live in State and persist between calls, so the chunk size does not
+    change the result. Returns (B, n) int64.
+    """
+    B, H = history.shape
+    n = u.shape[1]
+    p = pack(model.params, model.config, tags, B)
+    s = new_state(model.config, B)
+    seq = np.empty((B, H + n), dtype=np.int64)  # (B, H + n) the history, then the new codes
+    seq[:, :H] = history
+    steps = H - 1 + n  # step t feeds seq[:, t], t = 0 … H + n - 2
+    for t_begin in range(0, steps, chunk):
+        t_end = min(t_begin + chunk, steps)
+        sample_steps(p, s, seq, np.ascontiguousarray(u, dtype=np.float64), float(temperature), H, t_begin, t_end)
+        if progress is not None:
+            progress(max(0, t_end - (H - 1)))
+    return seq[:, H:].copy()
+
+
+def teacher_forced_logits(model, codes, tags=None) -> np.ndarray:
+    """The fast path's logits (B, T, Q) for given codes (B, T): model.forward(codes, tags) to float32
+    rounding, computed one step at a time with the queues. For tests and debugging."""
+    from .sampling import _check_tags
+
+    codes = np.ascontiguousarray(to_host(codes))
+    if codes.ndim != 2 or codes.shape[1] < 1 or codes.dtype.kind not in "iu":
+        raise ValueError(f"codes must be (batch, time) integers with time >= 1, got {codes.dtype} {codes.shape}")
+    c = model.config
+    if codes.min() < 0 or codes.max() >= c.quantization_channels:
+        raise ValueError(f"codes must lie in 0..{c.quantization_channels - 1}")
+    B, T = codes.shape
+    p = pack(model.params, c, _check_tags(model, tags, B), B)
+    s = new_state(c, B)
+    out = np.empty((B, T, c.quantization_channels), dtype=np.float32)
+    teacher_forced_steps(p, s, codes.astype(np.int64), out)
+    return out

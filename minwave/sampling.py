@@ -1,0 +1,206 @@
+"""Sampling audio from a WaveNet, one μ-law code at a time: minwave.generate().
+
+Legend: B streams (batch), H history length (prime), n new samples, Q classes, G tags, RF receptive field.
+
+Two samplers, one contract:
+- method="naive" (the specification): for every new sample, run the ordinary model.forward over the
+  last RF codes and sample from its last position. O(RF) work per sample; NumPy or CuPy (model.xp).
+- method="fast" (the default): the fast-WaveNet queue algorithm, Numba-compiled (fastgen.py).
+  O(layers) work per sample, on one CPU core; GPU weights are copied to the host first.
+
+Both draw the same uniforms and apply the same inverse-CDF rule, so they return the same codes.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Callable
+
+import numpy as np
+
+from .backend import array_module, to_host
+
+METHODS = ("fast", "naive")
+CHUNK = 4096  # fast path: time steps per call of the compiled loop (progress is reported between calls)
+
+
+def generate(model, n_samples: int, *, batch: int = 1, tags=None, temperature: float = 1.0,
+             seed: int | None = 0, method: str = "fast", prime=None,
+             progress: bool | Callable[[int, int], None] = False) -> np.ndarray:
+    """Sample n_samples μ-law codes for each of `batch` independent streams. Returns (batch, n_samples) int64.
+
+    model        a WaveNet (any backend, float32 or float64).
+    tags         for a tag-conditioned model (n_tags = G > 0): (batch, G) or (G,) (the same for every
+                 stream), usually multi-hot; must be None for an unconditioned model.
+    temperature  the logits are divided by it before the softmax: < 1 is more conservative, > 1 wilder.
+                 temperature == 0 means argmax (greedy decoding). Negative, infinite or NaN: ValueError.
+    seed         seeds the uniforms (below); the same seed gives the same codes. None: fresh randomness.
+    method       "fast" (Numba queue sampler, the default) or "naive" (model.forward per sample).
+    prime        codes to continue from: (P,) for every stream, or (batch, P). Default: one silence code.
+    progress     True: a tqdm progress bar; a callable: called as progress(done, n_samples) as samples
+                 are produced (the fast path every 4096 samples, the naive one every sample); False: quiet.
+
+    The sampling contract, identical for both methods:
+    1. History. Generation continues from the history x[0 … H-1]: the prime if given, else the single
+       code Q // 2 (μ-law silence). Before x[0] the network sees its zero history, exactly as
+       model.forward does. The history is not part of the returned codes.
+    2. Randomness. u = np.random.default_rng(seed).random((batch, n_samples)), drawn up front in
+       float64: stream b uses u[b, i] for its i-th new sample, and nothing else is random.
+    3. Rule. With logits ℓ (Q,) = model.forward(x[: t+1])[t], the distribution of x[t+1]:
+           a = float64(ℓ) / temperature,  e_c = exp(a_c - max a),  cdf = cumsum(e)      (float64)
+           x[t+1] = #{c : cdf_c <= u · cdf_{Q-1}}   (capped at Q - 1)
+       i.e. the first class whose cumulative probability exceeds u. temperature == 0: argmax ℓ (the
+       first maximum).
+
+    Why the codes agree, and when they could not: the two methods compute ℓ in float32 with different
+    summation orders (and the fast path's own tanh), so their logits differ by rounding, ~1e-6. A draw
+    can only differ if u lands that close to a class boundary of the CDF: a chance of about 1e-7 per
+    sample (docs/generation.md measures it), after which the two streams go their own ways. Doing the
+    softmax and CDF in float64 keeps the rule itself from adding any error of that size.
+    """
+    _check_model(model)
+    n_samples = _positive_int("n_samples", n_samples)
+    batch = _positive_int("batch", batch)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    temperature = _check_temperature(temperature)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
+        raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+    host_tags = _check_tags(model, tags, batch)
+    history = _check_prime(model, prime, batch)
+    report, close = _progress_reporter(progress, n_samples)
+    u = np.random.default_rng(seed).random((batch, n_samples))  # (B, n) float64 in [0, 1)
+    try:
+        if method == "fast":
+            from . import fastgen  # Numba: imported (and its cache loaded) on first use
+
+            step_report = None if report is None else (lambda done: report(done, n_samples))
+            return fastgen.run(model, history, u, temperature, host_tags, step_report, CHUNK)
+        return naive_generate(model, history, u, temperature, host_tags, report)
+    finally:
+        close()
+
+
+# ---------------------------------------------------------------------------------------------- naive
+
+
+def naive_generate(model, history: np.ndarray, u: np.ndarray, temperature: float, tags=None,
+                   report: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """The reference sampler: model.forward over the last RF codes for every new sample.
+
+    history (B, H) host ints, u (B, n) host float64, tags (B, G) host or None -> (B, n) int64.
+    Why a window of RF codes is exact: logits[t] depends on x[t-RF+1 … t] only, and forward() treats
+    what lies before its input as the zero history; so the window is the whole past at first
+    (t < RF) and, after that, everything logits[t] can see.
+    """
+    xp, rf = model.xp, model.receptive_field
+    B, H = history.shape
+    n = u.shape[1]
+    seq = xp.zeros((B, H + n), dtype=xp.int64)  # (B, H + n) history, then the new codes
+    seq[:, :H] = xp.asarray(history)
+    u_dev = xp.asarray(u)  # (B, n)
+    tags_dev = None if tags is None else model.backend.asarray(tags, dtype=model.dtype)
+    for i in range(n):
+        t = H - 1 + i  # the last known position; draw x[t+1]
+        window = seq[:, max(0, t + 1 - rf):t + 1]  # (B, ≤ RF)
+        logits = model.forward(window, tags_dev)[:, -1]  # (B, Q)
+        seq[:, t + 1] = inverse_cdf(logits, temperature, u_dev[:, i])
+        if report is not None:
+            report(i + 1, n)
+    return to_host(seq[:, H:]).astype(np.int64)
+
+
+def inverse_cdf(logits, temperature: float, u):
+    """The sampling rule of generate()'s docstring, step 3.  logits (B, Q), u (B,) float64 -> codes (B,).
+
+    a = logits / T in float64; cdf = cumsum(exp(a - max a)); code = #{c : cdf_c <= u · cdf_{Q-1}}.
+    """
+    xp = array_module(logits)
+    Q = logits.shape[-1]
+    if temperature == 0.0:
+        return xp.argmax(logits, axis=-1)
+    a = logits.astype(xp.float64) / temperature  # (B, Q)
+    cdf = xp.cumsum(xp.exp(a - a.max(axis=-1, keepdims=True)), axis=-1)  # (B, Q), ends at Σ e ≥ 1
+    codes = (cdf <= u[:, None] * cdf[:, -1:]).sum(axis=-1)  # (B,)
+    return xp.minimum(codes, Q - 1)
+
+
+# ---------------------------------------------------------------------------------------------- checks
+
+
+def _check_model(model) -> None:
+    from .model import WaveNet
+
+    if not isinstance(model, WaveNet):
+        raise TypeError(f"model must be a minwave.WaveNet, got {type(model).__name__}")
+
+
+def _positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def _check_temperature(temperature) -> float:
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
+        raise ValueError(f"temperature must be a number >= 0, got {temperature!r}")
+    temperature = float(temperature)
+    if not (math.isfinite(temperature) and temperature >= 0):
+        raise ValueError(f"temperature must be finite and >= 0 (0 means argmax), got {temperature!r}")
+    return temperature
+
+
+def _check_tags(model, tags, batch: int) -> np.ndarray | None:
+    """-> (B, G) float64 host array, or None for an unconditioned model."""
+    G = model.config.n_tags
+    if G == 0:
+        if tags is not None:
+            raise ValueError("this model has n_tags=0: pass tags=None")
+        return None
+    if tags is None:
+        raise ValueError(f"this model is conditioned on {G} tags: pass tags of shape ({batch}, {G}) or ({G},)")
+    tags = to_host(tags).astype(np.float64)
+    if tags.shape == (G,):
+        tags = np.tile(tags, (batch, 1))
+    if tags.shape != (batch, G):
+        raise ValueError(f"tags must have shape (batch, n_tags) = ({batch}, {G}) or ({G},), got {tags.shape}")
+    if not np.all(np.isfinite(tags)):
+        raise ValueError("tags must be finite numbers")
+    return tags
+
+
+def _check_prime(model, prime, batch: int) -> np.ndarray:
+    """-> the history (B, H) int64 on the host: the prime, or one silence code per stream."""
+    Q = model.config.quantization_channels
+    if prime is None:
+        return np.full((batch, 1), Q // 2, dtype=np.int64)
+    prime = to_host(prime)
+    if prime.dtype.kind not in "iu":
+        raise ValueError(f"prime must hold integer codes, got dtype {prime.dtype}")
+    if prime.ndim == 1:
+        prime = np.tile(prime, (batch, 1))
+    if prime.ndim != 2 or prime.shape[0] != batch or prime.shape[1] < 1:
+        raise ValueError(f"prime must have shape (P,) or (batch, P) = ({batch}, P) with P >= 1, "
+                         f"got {prime.shape}")
+    if prime.min() < 0 or prime.max() >= Q:
+        raise ValueError(f"prime codes must lie in 0..{Q - 1}")
+    return np.ascontiguousarray(prime, dtype=np.int64)
+
+
+def _progress_reporter(progress, total: int):
+    """progress argument -> (report(done, total) or None, close())."""
+    if progress is False or progress is None:
+        return None, lambda: None
+    if progress is True:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, unit="sample", unit_scale=True, desc="generate", leave=False)
+
+        def report(done, _total):
+            bar.update(done - bar.n)
+
+        return report, bar.close
+    if callable(progress):
+        return progress, lambda: None
+    raise ValueError(f"progress must be True, False or a callable progress(done, total), got {progress!r}")

@@ -1,0 +1,679 @@
+"""Train a WaveNet on a folder of audio, or on the built-in music: `python -m minwave.train [options]`.
+
+    python -m minwave.train                               # tiny preset, built-in music, CPU, a few minutes
+    python -m minwave.train --data my_audio/ --preset small --steps 5000 --gpu
+    python -m minwave.train --resume --out runs/tiny-20260101-120000 --steps 800
+
+One step: draw a batch of random segments (data.BatchSampler), compute the loss and every gradient by
+hand (WaveNet.loss_and_grads), clip the global gradient norm and update with Adam. Around that loop:
+
+    RUN_DIR/checkpoint.npz        parameters, Adam state, step, sampler RNG state, settings (checkpoint.py)
+    RUN_DIR/metrics.jsonl         one JSON object per logged step: train and validation bits per sample,
+                                  the unigram baseline, gradient norm, samples/s, wall time
+    RUN_DIR/loss.png              the loss curves against the unigram baseline (plotting.py)
+    RUN_DIR/samples/step_XXXXXX_<tag>.wav   audio generated at each checkpoint, one file per tag
+
+Losses are reported in bits per sample (nats / ln 2) next to the μ-law unigram baseline: the entropy of
+the validation audio's code histogram, which is what a model scores that predicts how often each level
+occurs and nothing about the past. Clearly below it means the model has learned something audible.
+
+Resuming is exact: the checkpoint holds everything the next step depends on (parameters, Adam's m, v
+and t, the batch sampler's RNG state), and nothing else draws from that RNG (validation batches are
+fixed, generation has its own seed), so N steps + N resumed steps give the same parameters, bit for
+bit, as 2N steps in one go.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from tqdm import tqdm
+
+from . import checkpoint
+from .backend import BackendError, get_backend, out_of_memory_errors
+from .checkpoint import CHECKPOINT_NAME, CheckpointError
+from .cli_errors import ArgumentParser, Interrupted, TrainingError, UsageError, run_cli, warn
+from .data import BatchSampler, DataError, load_dataset, split_by_file, unigram_bits, validation_batches
+from .model import WaveNet, WaveNetConfig
+from .mulaw import mulaw_decode
+from .optim import Adam
+from .presets import DEFAULT_PRESET, MODEL_KEYS, PRESETS, TRAIN_KEYS, get_preset
+from .synth import ensure_builtin_dataset
+
+PROG = "minwave.train"
+LN2 = math.log(2.0)
+VALID_ROWS = 32  # rows of validation audio scored at each evaluation (fixed, so losses are comparable)
+METRICS_NAME = "metrics.jsonl"
+PLOT_NAME = "loss.png"
+SAMPLES_DIR = "samples"
+
+# Settings that define the run: --resume takes them from the checkpoint and refuses different values.
+LOCKED = ("data", "preset", "model", "sample_rate", "batch_size", "segment", "seed", "valid_fraction")
+# Settings that --resume may change: how long, how fast, how often to report.
+CHANGEABLE = ("steps", "lr", "clip_norm", "checkpoint_every", "eval_every", "log_every", "sample_seconds")
+
+
+# ----------------------------------------------------------------------------------------- options
+def build_parser() -> ArgumentParser:
+    tiny = get_preset(DEFAULT_PRESET)
+    presets = "; ".join(f"{p.name}: {p.description}" for p in PRESETS.values())
+
+    def preset_default(key: str) -> str:
+        return f"(default: the preset's; {tiny.name}: {getattr(tiny, key):g})"
+
+    parser = ArgumentParser(
+        prog="python -m minwave.train",
+        description="Train a WaveNet on a folder of audio (or the built-in music) and write checkpoints, "
+        "a metrics log, a loss plot and generated audio to a run folder.",
+        epilog="Settings come from the preset, then the --config file, then the command line, each "
+        "overriding the one before. With --resume, the run's own data, model, batch, segment, seed and split are "
+        "used, and only --steps, --lr, --clip-norm, the reporting intervals and --gpu may change.",
+    )
+    add = parser.add_argument
+    add(
+        "--data",
+        metavar="DIR",
+        help="folder of audio (.wav/.flac/.ogg, searched recursively; tags from tags.csv "
+        "or the first sub-folder). Default: the built-in tagged music, synthesised on first use",
+    )
+    add(
+        "--preset",
+        choices=list(PRESETS),
+        help=f"model size and training defaults (default {DEFAULT_PRESET}). {presets}",
+    )
+    add(
+        "--config",
+        metavar="CFG.JSON",
+        help=f"JSON object overriding the preset: model fields "
+        f"({', '.join(MODEL_KEYS)}) and training settings ({', '.join(TRAIN_KEYS)})",
+    )
+    add("--steps", type=_positive_int, metavar="N", help=f"total training steps of the run {preset_default('steps')}")
+    add("--batch-size", type=_positive_int, metavar="B", help=f"segments per batch {preset_default('batch_size')}")
+    add(
+        "--segment",
+        type=_positive_int,
+        metavar="T",
+        help="samples predicted per segment; each segment also "
+        f"carries one receptive field of context {preset_default('segment')}",
+    )
+    add(
+        "--lr",
+        type=_positive_float,
+        metavar="LR",
+        help=f"Adam learning rate {preset_default('lr')}; lower it if the loss becomes NaN",
+    )
+    add(
+        "--clip-norm",
+        type=_non_negative_float,
+        metavar="X",
+        help=f"clip the global gradient norm to X; 0 turns clipping off {preset_default('clip_norm')}",
+    )
+    add(
+        "--gpu",
+        action="store_true",
+        help='train on the GPU with CuPy (pip install "minwave[gpu]"); stops with '
+        "an error if CuPy or a CUDA device is missing, never falls back to the CPU",
+    )
+    add("--out", metavar="RUN_DIR", help="the run folder (default: runs/<preset>-<date>-<time>)")
+    add(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its checkpoint, exactly as if it had "
+        "not stopped; --steps is the new total",
+    )
+    add(
+        "--seed",
+        type=_non_negative_int,
+        metavar="S",
+        help="seed of the initial weights, the validation split and the batches (default 0)",
+    )
+    add(
+        "--sample-rate",
+        type=_positive_int,
+        metavar="HZ",
+        help="audio is resampled to this rate and the model generates at it (default 16000)",
+    )
+    add(
+        "--valid-fraction",
+        type=_fraction,
+        metavar="F",
+        help="fraction of the files held out for validation (default 0.1)",
+    )
+    add(
+        "--checkpoint-every",
+        type=_positive_int,
+        metavar="N",
+        help="save a checkpoint, generated audio and the "
+        f"loss plot every N steps and at the end {preset_default('checkpoint_every')}",
+    )
+    add(
+        "--eval-every",
+        type=_positive_int,
+        metavar="N",
+        help=f"validation loss every N steps and at each checkpoint {preset_default('eval_every')}",
+    )
+    add(
+        "--log-every",
+        type=_positive_int,
+        metavar="N",
+        help=f"a metrics log line every N steps {preset_default('log_every')}",
+    )
+    add(
+        "--sample-seconds",
+        type=_non_negative_float,
+        metavar="S",
+        help="seconds of audio generated per tag at "
+        f"each checkpoint; 0 turns it off {preset_default('sample_seconds')}",
+    )
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(text)
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(text)
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not (value >= 0 and math.isfinite(value)):
+        raise ValueError(text)
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise ValueError(text)
+    return value
+
+
+# Readable names for argparse's "invalid <type> value" messages.
+_positive_int.__name__ = "positive integer"
+_non_negative_int.__name__ = "non-negative integer"
+_positive_float.__name__ = "positive number"
+_non_negative_float.__name__ = "non-negative number"
+_fraction.__name__ = "fraction between 0 and 1"
+
+_CHECKS = {  # key -> (test, what it must be): the same rules for config files as for the command line
+    "steps": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+    "batch_size": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+    "segment": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+    "lr": (lambda v: isinstance(v, (int, float)) and 0 < v < math.inf, "a number > 0"),
+    "clip_norm": (lambda v: isinstance(v, (int, float)) and 0 <= v < math.inf, "a number >= 0"),
+    "checkpoint_every": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+    "eval_every": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+    "log_every": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+    "sample_seconds": (lambda v: isinstance(v, (int, float)) and 0 <= v < math.inf, "a number >= 0"),
+}
+
+
+def _option(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def read_config_file(path: str) -> tuple[dict, dict]:
+    """cfg.json -> (model fields, training settings). UsageError for anything it cannot use."""
+    try:
+        values = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"--config: cannot read {path} ({exc.strerror or exc})") from None
+    except ValueError as exc:
+        raise UsageError(f"--config: {path} is not valid JSON ({exc})") from None
+    if not isinstance(values, dict):
+        raise UsageError(f"--config: {path} must hold a JSON object of settings")
+    if "n_tags" in values:
+        raise UsageError(f"--config: {path} sets n_tags, which the data decides (its tag vocabulary); remove it")
+    unknown = sorted(set(values) - set(MODEL_KEYS) - set(TRAIN_KEYS))
+    if unknown:
+        raise UsageError(
+            f"--config: unknown setting {unknown[0]!r} in {path}; known: {', '.join(MODEL_KEYS + TRAIN_KEYS)}"
+        )
+    model = {k: v for k, v in values.items() if k in MODEL_KEYS}
+    train = {k: v for k, v in values.items() if k in TRAIN_KEYS}
+    for key, value in train.items():
+        test, must = _CHECKS[key]
+        if isinstance(value, bool) or not test(value):
+            raise UsageError(f"--config: {key} must be {must}, got {value!r}")
+    return model, train
+
+
+def resolve_settings(args) -> tuple[dict, dict]:
+    """The run's settings from preset < config file < command line, and the values given explicitly
+    (config file + command line), which --resume compares with the checkpoint's."""
+    model_given, train_given = read_config_file(args.config) if args.config else ({}, {})
+    for key in TRAIN_KEYS:
+        if getattr(args, key) is not None:
+            train_given[key] = getattr(args, key)
+    given: dict = dict(train_given)
+    if model_given:
+        given["model"] = model_given
+    if args.data is not None:
+        given["data"] = str(Path(args.data).expanduser().resolve())
+    if args.preset is not None:
+        given["preset"] = args.preset
+    for key in ("seed", "valid_fraction"):
+        if getattr(args, key) is not None:
+            given[key] = getattr(args, key)
+    if args.sample_rate is not None and "sample_rate" in model_given and args.sample_rate != model_given["sample_rate"]:
+        raise UsageError(
+            f"conflicting sample rates: --sample-rate {args.sample_rate} but --config sets "
+            f"sample_rate {model_given['sample_rate']}; give one"
+        )
+    sample_rate = args.sample_rate or model_given.get("sample_rate", 16000)
+    if args.sample_rate is not None or "sample_rate" in model_given:
+        given["sample_rate"] = sample_rate
+
+    preset = get_preset(args.preset or DEFAULT_PRESET)
+    model = {**preset.model, **{k: v for k, v in model_given.items() if k != "sample_rate"}}
+    settings = {
+        "preset": preset.name,
+        "data": given.get("data"),  # None: the built-in music
+        "model": model,
+        "sample_rate": sample_rate,
+        **preset.train_defaults(),
+        **train_given,
+        "seed": args.seed if args.seed is not None else 0,
+        "valid_fraction": args.valid_fraction if args.valid_fraction is not None else 0.1,
+    }
+    try:
+        WaveNetConfig(**model, sample_rate=sample_rate)  # every model field is checked here
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"--config: {exc}") from None
+    return settings, given
+
+
+def resume_settings(stored: dict, given: dict, run_dir: Path, step: int) -> dict:
+    """The checkpoint's settings with the changes --resume allows; UsageError for a conflicting option."""
+    missing = [k for k in LOCKED + CHANGEABLE if k not in stored]
+    if missing:
+        raise CheckpointError(
+            f"{run_dir / CHECKPOINT_NAME}: holds no training settings ({missing[0]!r} "
+            "missing), so it cannot be resumed; it can still be used for generation"
+        )
+    for key in LOCKED:
+        if key not in given:
+            continue
+        if key == "model":
+            for field, value in given["model"].items():
+                if field != "sample_rate" and stored["model"].get(field) != value:
+                    raise UsageError(
+                        f"--resume: --config sets {field}={value!r} but the run in {run_dir} "
+                        f"has {field}={stored['model'].get(field)!r}; drop it, or start a new run "
+                        "with another --out"
+                    )
+        elif given[key] != stored[key]:
+            shown = stored[key] if stored[key] is not None else "the built-in music"
+            raise UsageError(
+                f"--resume: {_option(key)} {given[key]} conflicts with the run in {run_dir}, "
+                f"which has {_option(key)} {shown}; drop it, or start a new run with another --out"
+            )
+    settings = dict(stored)
+    settings.update({k: given[k] for k in CHANGEABLE if k in given})
+    if settings["steps"] <= step:
+        raise UsageError(
+            f"--resume: the run in {run_dir} is already at step {step}; pass --steps larger "
+            f"than {step} to train further"
+        )
+    return settings
+
+
+def default_run_dir(preset: str) -> Path:
+    """runs/<preset>-<YYYYmmdd-HHMMSS>, with a suffix if that exists already."""
+    base = Path("runs") / f"{preset}-{datetime.now():%Y%m%d-%H%M%S}"
+    run_dir, n = base, 1
+    while run_dir.exists():
+        n += 1
+        run_dir = base.with_name(f"{base.name}-{n}")
+    return run_dir
+
+
+# ----------------------------------------------------------------------------------------- helpers
+def activation_bytes(config: WaveNetConfig, batch_size: int, segment: int, itemsize: int = 4) -> int:
+    """Rough size of what one training step keeps for its backward pass (the caches), in bytes.
+
+    Per input position (segment + RF) and layer: the layer input (R), tanh and σ outputs (2D) and the
+    gate output z (D). Per predicted position: the L gate outputs side by side for the skip sum (L·D),
+    the head's activations (~3S) and the softmax probabilities and logits (2Q). The backward pass adds
+    a few temporaries of the same sizes, so the peak is somewhat higher.
+    """
+    c = config
+    t_in, t_out = segment + c.receptive_field, segment
+    per_row = t_in * c.n_layers * (c.residual_channels + 3 * c.dilation_channels) + t_out * (
+        c.n_layers * c.dilation_channels + 3 * c.skip_channels + 2 * c.quantization_channels
+    )
+    return batch_size * per_row * itemsize
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError  # unreachable
+
+
+def format_seconds(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 3600}h{s // 60 % 60:02d}m{s % 60:02d}s" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def validation_bits(model: WaveNet, batches, backend) -> float:
+    """Mean cross-entropy over the fixed validation batches, in bits per sample.
+
+    Every row predicts the same number of samples, so batches are weighted by their rows.
+    """
+    total, rows = 0.0, 0
+    for x, tags in batches:
+        loss = model.loss(backend.asarray(x), None if tags is None else backend.asarray(tags))
+        total += loss * len(x)
+        rows += len(x)
+    return total / rows / LN2
+
+
+def safe_name(tag: str) -> str:
+    """A tag as a piece of a file name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", tag).strip("-.") or "tag"
+
+
+def write_samples(
+    model: WaveNet, tag_vocab: list[str], step: int, seconds: float, seed: int, folder: Path
+) -> list[Path]:
+    """`seconds` of audio per tag (one untagged clip for an untagged model) as 16-bit WAVs; the paths.
+
+    Uses the fast generator with a fixed seed, so clips from successive checkpoints differ only because
+    the model changed.
+    """
+    from .sampling import generate  # imported here: Numba compiles on first use, not at import
+
+    n = max(int(round(seconds * model.config.sample_rate)), 1)
+    tags = np.eye(len(tag_vocab), dtype=np.float32) if tag_vocab else None  # (G, G): one stream per tag
+    codes = generate(model, n, batch=max(len(tag_vocab), 1), tags=tags, seed=seed, method="fast")  # (G, n)
+    folder.mkdir(parents=True, exist_ok=True)
+    names = [f"step_{step:06d}_{safe_name(t)}.wav" for t in tag_vocab] or [f"step_{step:06d}.wav"]
+    paths = []
+    for row, name in zip(np.asarray(codes), names):
+        audio = mulaw_decode(row.astype(np.int64), model.config.quantization_channels)  # (n,) in [-1, 1]
+        sf.write(folder / name, audio.astype(np.float32), model.config.sample_rate, subtype="PCM_16")
+        paths.append(folder / name)
+    return paths
+
+
+def read_metrics(path: Path, up_to_step: int) -> list[dict]:
+    """The rows of an existing metrics log up to a step (later rows belong to steps a resume redoes)."""
+    rows = []
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by a crash
+            if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= up_to_step:
+                rows.append(row)
+    return rows
+
+
+def _json_float(x: float | None, digits: int = 5) -> float | None:
+    return None if x is None or not math.isfinite(x) else round(float(x), digits)
+
+
+# ----------------------------------------------------------------------------------------- training
+def _main(argv: list[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.resume and args.out is None:
+        raise UsageError("--resume needs --out RUN_DIR: the run folder to continue")
+    settings, given = resolve_settings(args)
+    run_dir = Path(args.out) if args.out is not None else default_run_dir(settings["preset"])
+    ckpt_path = run_dir / CHECKPOINT_NAME
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UsageError(f"--out: {run_dir} is a file, not a folder")
+    if not args.resume and ckpt_path.exists():
+        raise UsageError(
+            f"--out: {run_dir} already holds a checkpoint; pass --resume to continue that run, or choose another --out"
+        )
+    if args.resume and not ckpt_path.exists():
+        raise CheckpointError(
+            f"--resume: no checkpoint in {run_dir} ({ckpt_path} does not exist); start without --resume"
+        )
+
+    try:
+        backend = get_backend("cupy" if args.gpu else "numpy")
+    except BackendError as exc:
+        raise BackendError(f"--gpu: {exc}") from None
+
+    ckpt = None
+    if args.resume:
+        ckpt = checkpoint.load(ckpt_path, backend=backend)
+        settings = resume_settings(ckpt.train_args, given, run_dir, ckpt.step)
+    settings["gpu"] = bool(args.gpu)
+    return train(settings, run_dir, backend, ckpt)
+
+
+def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | None = None) -> int:
+    """The training run described by `settings` (see resolve_settings), from `ckpt` if resuming."""
+    s = settings
+    sample_rate, Q = s["sample_rate"], s["model"]["quantization_channels"]
+    receptive_field = WaveNetConfig(**s["model"], sample_rate=sample_rate).receptive_field
+
+    # ---- data: the built-in music goes through exactly the same loader as a user's folder
+    if s["data"] is None:
+        root = ensure_builtin_dataset(sample_rate=sample_rate)
+        source = f"built-in music ({root})"
+    else:
+        root = Path(s["data"])
+        source = str(root)
+    dataset = load_dataset(root, sample_rate, Q, min_samples=receptive_field, warn=lambda m: warn(PROG, m))
+    train_clips, valid_clips = split_by_file(dataset, s["valid_fraction"], s["seed"])
+    config = WaveNetConfig(**s["model"], n_tags=dataset.n_tags, sample_rate=sample_rate)
+    if ckpt is not None and (ckpt.tag_vocab != dataset.tag_vocab or ckpt.config != config):
+        raise DataError(
+            f"--resume: the data in {source} now has tags {dataset.tag_vocab or 'none'}, but the "
+            f"run was trained with {ckpt.tag_vocab or 'none'}; restore the data or start a new run"
+        )
+
+    # ---- model, optimizer, batches: fresh, or exactly where the checkpoint left them
+    model = ckpt.model if ckpt is not None else WaveNet(config, seed=s["seed"], backend=backend)
+    optimizer = Adam(model.params, lr=s["lr"], clip_norm=s["clip_norm"] or None)
+    sampler = BatchSampler(
+        train_clips,
+        dataset.n_tags,
+        s["segment"],
+        receptive_field,
+        s["batch_size"],
+        seed=s["seed"],
+        quantization_channels=Q,
+    )
+    step, wall_before, rows = 0, 0.0, []
+    metrics_path, ckpt_path = run_dir / METRICS_NAME, run_dir / CHECKPOINT_NAME
+    if ckpt is not None:
+        optimizer.load_state_dict(ckpt.optimizer_state)
+        sampler.set_state(ckpt.sampler_state)
+        step, wall_before = ckpt.step, float(ckpt.metrics.get("wall_s", 0.0))
+        rows = read_metrics(metrics_path, step)
+    valid = validation_batches(
+        valid_clips, dataset.n_tags, s["segment"], receptive_field, s["batch_size"], Q, max_rows=VALID_ROWS
+    )
+    baseline = unigram_bits(valid_clips, Q)
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(metrics_path, "w", encoding="utf-8") as f:  # rewritten: drops rows a resume will redo
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+
+    tags_text = ", ".join(dataset.tag_vocab) if dataset.tag_vocab else "none"
+    print(f"{PROG}: {'resuming' if ckpt else 'new run'} in {run_dir}" + (f" at step {step}" if ckpt else ""))
+    print(
+        f"data      {source}: {len(dataset.clips)} clips, {dataset.seconds:.1f} s at {sample_rate} Hz, "
+        f"tags: {tags_text}"
+    )
+    print(
+        f"split     {len(train_clips)} clips for training, {len(valid_clips)} held out for validation "
+        f"(seed {s['seed']})"
+    )
+    print(model.summary())
+    act = activation_bytes(config, s["batch_size"], s["segment"], model.dtype.itemsize)
+    print(
+        f"batch     {s['batch_size']} × ({s['segment']} + {receptive_field} context) samples, "
+        f"activations ≈ {format_bytes(act)}; lr {s['lr']:g}, clip norm {s['clip_norm'] or 'off'}, "
+        f"{backend.name}"
+    )
+    print(f"baseline  μ-law unigram: {baseline:.3f} bits per sample (a model that learns goes below this)")
+
+    val_bits = ckpt.metrics.get("val_bits") if ckpt is not None else None  # the latest validation loss
+    saved_step = ckpt.step if ckpt is not None else None  # the step checkpoint.npz holds
+    sample_paths: list[Path] = []
+
+    def save_checkpoint(wall_s: float, train_bits: float | None) -> None:
+        """checkpoint.npz (atomically), then the audio and the plot, which only help a listener."""
+        nonlocal saved_step, sample_paths
+        summary = {
+            "wall_s": round(wall_s, 3),
+            "train_bits": _json_float(train_bits),
+            "val_bits": _json_float(val_bits),
+            "unigram_bits": _json_float(baseline),
+        }
+        checkpoint.save(
+            ckpt_path,
+            model,
+            optimizer,
+            step=step,
+            tag_vocab=dataset.tag_vocab,
+            sampler_state=sampler.get_state(),
+            train_args=s,
+            metrics=summary,
+        )
+        saved_step = step
+        if s["sample_seconds"] > 0:
+            sample_paths = write_samples(
+                model, dataset.tag_vocab, step, s["sample_seconds"], s["seed"], run_dir / SAMPLES_DIR
+            )
+        from .plotting import plot_losses  # matplotlib is imported only when a plot is written
+
+        plot_losses(rows, run_dir / PLOT_NAME, baseline, title=f"minwave {s['preset']} — {run_dir.name}")
+
+    samples_per_step = s["batch_size"] * s["segment"]  # predictions per step
+    window_bits, window_norms, window_time = [], [], 0.0  # since the last metrics row
+    train_bits = None
+    t_start = time.perf_counter()
+    bar = tqdm(
+        total=s["steps"], initial=step, desc="train", unit="step", dynamic_ncols=True, mininterval=0.5, file=sys.stderr
+    )
+    try:
+        while step < s["steps"]:
+            t0 = time.perf_counter()
+            x, tags = sampler.sample()  # (B, segment + RF), (B, G) or None
+            loss, grads = model.loss_and_grads(backend.asarray(x), None if tags is None else backend.asarray(tags))
+            if not math.isfinite(loss):  # stop before the update: the parameters are still the good ones
+                raise TrainingError(_diverged(f"the loss became {loss}", step + 1, saved_step, s, run_dir))
+            norm = optimizer.step(model.params, grads)  # ‖g‖ before clipping
+            if not math.isfinite(norm):  # this update spoilt the parameters: never save them
+                raise TrainingError(_diverged(f"the gradient norm became {norm}", step + 1, saved_step, s, run_dir))
+            window_time += time.perf_counter() - t0
+            step += 1
+            window_bits.append(loss / LN2)
+            window_norms.append(norm)
+
+            at_checkpoint = step % s["checkpoint_every"] == 0 or step == s["steps"]
+            at_eval = at_checkpoint or step % s["eval_every"] == 0
+            if at_eval:
+                val_bits = validation_bits(model, valid, backend)  # fixed batches: no training RNG used
+            if at_eval or step % s["log_every"] == 0:
+                train_bits = float(np.mean(window_bits))
+                row = {
+                    "step": step,
+                    "train_bits": _json_float(train_bits),
+                    "val_bits": _json_float(val_bits) if at_eval else None,
+                    "unigram_bits": _json_float(baseline),
+                    "grad_norm": _json_float(float(np.mean(window_norms))),
+                    "lr": s["lr"],
+                    "samples_per_s": round(len(window_bits) * samples_per_step / max(window_time, 1e-9), 1),
+                    "wall_s": round(wall_before + time.perf_counter() - t_start, 3),
+                }
+                rows.append(row)
+                with open(metrics_path, "a", encoding="utf-8") as f:
+                    f.write(json.dumps(row) + "\n")
+                window_bits, window_norms, window_time = [], [], 0.0
+                val = f"{val_bits:.3f}" if val_bits is not None else "-"
+                bar.set_postfix_str(
+                    f"loss {train_bits:.3f} bits, val {val} (unigram {baseline:.3f}), "
+                    f"{row['samples_per_s'] / 1000:.1f}k samples/s",
+                    refresh=False,
+                )
+            if at_checkpoint:
+                save_checkpoint(wall_before + time.perf_counter() - t_start, train_bits)
+            bar.update(1)
+    except out_of_memory_errors() as exc:
+        raise TrainingError(
+            f"out of memory ({type(exc).__name__}) with --batch-size {s['batch_size']} and --segment {s['segment']} "
+            f"(activations ≈ {format_bytes(act)}); try a smaller --batch-size or --segment"
+        ) from None
+    except KeyboardInterrupt:
+        if saved_step is None:
+            kept = "no checkpoint was saved yet"
+        else:
+            kept = (
+                f"{ckpt_path} holds step {saved_step}; continue with: python -m minwave.train --resume --out {run_dir}"
+            )
+        raise Interrupted(f"interrupted at step {step}; {kept}") from None
+    finally:
+        bar.close()
+
+    wall = wall_before + time.perf_counter() - t_start
+    verdict = "below" if val_bits < baseline else "NOT below"
+    print(
+        f"done      step {step}: validation {val_bits:.3f} bits per sample, {verdict} the unigram baseline "
+        f"{baseline:.3f}; wall time {format_seconds(wall)}"
+    )
+    if val_bits >= baseline:
+        print("          (train longer: --resume --steps N, or try a larger --preset)")
+    print(f"checkpoint {ckpt_path}")
+    print(f"metrics   {metrics_path}")
+    print(f"loss plot {run_dir / PLOT_NAME}")
+    if sample_paths:
+        print(f"samples   {', '.join(str(p) for p in sample_paths)}")
+    example_tag = f" --tags {dataset.tag_vocab[0]}" if dataset.tag_vocab else ""
+    print(f"generate  python -m minwave.generate --checkpoint {ckpt_path}{example_tag} --seconds 4 --out out.wav")
+    return 0
+
+
+def _diverged(what: str, step: int, saved_step: int | None, s: dict, run_dir: Path) -> str:
+    """The one-line message for a NaN/inf: which step, what was kept, what to try."""
+    if saved_step is not None:
+        kept = (
+            f"{run_dir / CHECKPOINT_NAME} still holds step {saved_step}; lower the learning rate, "
+            f"e.g. python -m minwave.train --resume --out {run_dir} --lr {s['lr'] / 3:.3g}"
+        )
+    else:
+        kept = f"no checkpoint had been saved yet; start again with a lower --lr than {s['lr']:g}"
+    return f"{what} at step {step}; stopped without saving it. {kept}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m minwave.train [options]`; returns the exit status (0 on success)."""
+    return run_cli(PROG, _main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

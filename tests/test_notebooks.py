@@ -1,0 +1,64 @@
+"""Execute every chapter notebook (notebooks/NN_*.ipynb) top to bottom and fail on any error.
+
+The notebooks run in quick mode (MINWAVE_QUICK=1: small models and short runs, the same code) in a
+temporary working directory, with MINWAVE_CACHE pointing at a temporary folder so the built-in dataset
+is synthesised there. Together they take a few minutes on 2 CPU cores.
+
+    python -m pytest tests/test_notebooks.py            # all chapters
+    python -m pytest tests/test_notebooks.py -k 07      # one chapter
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+
+NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+MAX_BYTES = 2_000_000  # outputs are stored in the repository: keep every notebook small
+CELL_TIMEOUT_S = 600
+
+
+@pytest.fixture(scope="module")
+def dataset_cache(tmp_path_factory):
+    """One temporary MINWAVE_CACHE for all notebooks: the built-in dataset is synthesised once."""
+    return tmp_path_factory.mktemp("minwave-cache")
+
+
+def test_there_are_eleven_chapters_in_order():
+    assert [p.name[:2] for p in NOTEBOOKS] == [f"{i:02d}" for i in range(11)], [p.name for p in NOTEBOOKS]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs(path, tmp_path, monkeypatch, dataset_cache):
+    # The kernel is a subprocess that inherits this environment.
+    monkeypatch.setenv("MINWAVE_QUICK", "1")
+    monkeypatch.setenv("MINWAVE_CACHE", str(dataset_cache))
+    # One BLAS thread: the notebooks' matrices are small, and a multi-threaded BLAS on a busy 2-core
+    # machine can spin-wait for cores it does not get (measured: up to 100× slower products).
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", os.environ.get("OPENBLAS_NUM_THREADS", "1"))
+    nb = nbformat.read(path, as_version=4)
+    client = nbclient.NotebookClient(
+        nb,
+        kernel_name="python3",
+        timeout=CELL_TIMEOUT_S,
+        resources={"metadata": {"path": str(tmp_path)}},  # working directory: runs/ etc. go here
+    )
+    client.execute()  # raises CellExecutionError, with the cell and the traceback, on any error
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_small_and_ends_with_exercises(path):
+    assert path.stat().st_size < MAX_BYTES, f"{path.name} is {path.stat().st_size / 1e6:.1f} MB; keep it < 2 MB"
+    nb = nbformat.read(path, as_version=4)
+    last = nb.cells[-1]
+    assert last.cell_type == "markdown" and "Exercises" in last.source.splitlines()[0], (
+        f"{path.name} must end with an Exercises markdown cell"
+    )
