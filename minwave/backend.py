@@ -12,6 +12,8 @@ Everything CuPy-specific in minwave lives in this file.
 
 from __future__ import annotations
 
+import ctypes
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
@@ -50,8 +52,30 @@ class Backend:
         return f"Backend({self.name!r})"
 
 
+def keep_freed_host_memory() -> bool:
+    """Ask glibc's malloc to keep freed memory for reuse instead of returning it to the OS.
+
+    A training step allocates and frees the same few hundred MB of activations every time. By default
+    glibc hands freed memory at the top of its heap back to the OS and serves large arrays with mmap, so
+    every step gets fresh pages that the kernel must fault in and zero: a tenth of the step time on the
+    benchmark machine (docs/benchmarks.md). A fixed mmap threshold of 32 MiB (glibc's largest) and no
+    trimming make arrays below 32 MiB come back from the heap, already mapped. The price: the process
+    keeps its peak heap until it exits. Process-wide; glibc only. Returns whether it was applied.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # from glibc's <malloc.h>
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, 32 * 2**20)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+    except (OSError, AttributeError):  # not glibc
+        return False
+
+
 def _numpy_backend() -> Backend:
     from .ops import numba_kernels  # compiled on first use (and cached on disk by Numba)
+
+    keep_freed_host_memory()
 
     return Backend(
         name="numpy",

@@ -378,8 +378,9 @@ def teacher_forced_steps(p, s, seq, out):
 
 
 # ============================================================================================ drivers
-def run(model, history: np.ndarray, u: np.ndarray, temperature: float, tags=None, progress=None,
-        chunk: int = 4096) -> np.ndarray:
+def run(
+    model, history: np.ndarray, u: np.ndarray, temperature: float, tags=None, progress=None, chunk: int = 4096
+) -> np.ndarray:
     """Sample u.shape[1] codes per stream after history (B, H) with the uniforms u (B, n): the fast path
     of sampling.generate, which checks the arguments. tags: (B, G) host array or None.
 

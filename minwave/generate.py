@@ -128,6 +128,8 @@ def _main(argv: list[str] | None) -> int:
 
     ckpt = checkpoint.load(args.checkpoint)
     names = [t.strip() for t in args.tags.split(",") if t.strip()] if args.tags is not None else None
+    if names == [] and ckpt.tag_vocab:
+        raise UsageError(f"--tags: give at least one tag; known tags are {', '.join(ckpt.tag_vocab)}")
     if names is None and ckpt.tag_vocab:
         names = [ckpt.tag_vocab[0]]
         print(f"{PROG}: no --tags given, using '{names[0]}' (known tags: {', '.join(ckpt.tag_vocab)})", file=sys.stderr)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -25,9 +25,18 @@ METHODS = ("fast", "naive")
 CHUNK = 4096  # fast path: time steps per call of the compiled loop (progress is reported between calls)
 
 
-def generate(model, n_samples: int, *, batch: int = 1, tags=None, temperature: float = 1.0,
-             seed: int | None = 0, method: str = "fast", prime=None,
-             progress: bool | Callable[[int, int], None] = False) -> np.ndarray:
+def generate(
+    model,
+    n_samples: int,
+    *,
+    batch: int = 1,
+    tags=None,
+    temperature: float = 1.0,
+    seed: int | None = 0,
+    method: str = "fast",
+    prime=None,
+    progress: bool | Callable[[int, int], None] = False,
+) -> np.ndarray:
     """Sample n_samples μ-law codes for each of `batch` independent streams. Returns (batch, n_samples) int64.
 
     model        a WaveNet (any backend, float32 or float64).
@@ -53,11 +62,13 @@ def generate(model, n_samples: int, *, batch: int = 1, tags=None, temperature: f
        i.e. the first class whose cumulative probability exceeds u. temperature == 0: argmax ℓ (the
        first maximum).
 
-    Why the codes agree, and when they could not: the two methods compute ℓ in float32 with different
-    summation orders (and the fast path's own tanh), so their logits differ by rounding, ~1e-6. A draw
-    can only differ if u lands that close to a class boundary of the CDF: a chance of about 1e-7 per
-    sample (docs/generation.md measures it), after which the two streams go their own ways. Doing the
-    softmax and CDF in float64 keeps the rule itself from adding any error of that size.
+    Why the codes agree, and when they could not: everything after ℓ is the same float64 arithmetic in
+    the same order, but the two methods compute ℓ itself in float32 in different orders (and the fast
+    path with its own tanh), so their logits differ by rounding. A draw differs only if u falls between
+    the two CDFs at some class: measured per draw, about 4e-7 for a freshly initialised network and
+    7e-5 for a confident one (docs/generation.md §5). Short outputs agree exactly; a long one may part
+    ways once, after which each is still an exact sample up to float32 rounding. The float64 softmax
+    and CDF keep the rule itself from adding an error of float32 size.
     """
     _check_model(model)
     n_samples = _positive_int("n_samples", n_samples)
@@ -85,8 +96,14 @@ def generate(model, n_samples: int, *, batch: int = 1, tags=None, temperature: f
 # ---------------------------------------------------------------------------------------------- naive
 
 
-def naive_generate(model, history: np.ndarray, u: np.ndarray, temperature: float, tags=None,
-                   report: Callable[[int, int], None] | None = None) -> np.ndarray:
+def naive_generate(
+    model,
+    history: np.ndarray,
+    u: np.ndarray,
+    temperature: float,
+    tags=None,
+    report: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
     """The reference sampler: model.forward over the last RF codes for every new sample.
 
     history (B, H) host ints, u (B, n) host float64, tags (B, G) host or None -> (B, n) int64.
@@ -103,7 +120,7 @@ def naive_generate(model, history: np.ndarray, u: np.ndarray, temperature: float
     tags_dev = None if tags is None else model.backend.asarray(tags, dtype=model.dtype)
     for i in range(n):
         t = H - 1 + i  # the last known position; draw x[t+1]
-        window = seq[:, max(0, t + 1 - rf):t + 1]  # (B, ≤ RF)
+        window = seq[:, max(0, t + 1 - rf) : t + 1]  # (B, ≤ RF)
         logits = model.forward(window, tags_dev)[:, -1]  # (B, Q)
         seq[:, t + 1] = inverse_cdf(logits, temperature, u_dev[:, i])
         if report is not None:
@@ -181,8 +198,7 @@ def _check_prime(model, prime, batch: int) -> np.ndarray:
     if prime.ndim == 1:
         prime = np.tile(prime, (batch, 1))
     if prime.ndim != 2 or prime.shape[0] != batch or prime.shape[1] < 1:
-        raise ValueError(f"prime must have shape (P,) or (batch, P) = ({batch}, P) with P >= 1, "
-                         f"got {prime.shape}")
+        raise ValueError(f"prime must have shape (P,) or (batch, P) = ({batch}, P) with P >= 1, got {prime.shape}")
     if prime.min() < 0 or prime.max() >= Q:
         raise ValueError(f"prime codes must lie in 0..{Q - 1}")
     return np.ascontiguousarray(prime, dtype=np.int64)

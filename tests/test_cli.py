@@ -231,6 +231,10 @@ def test_generate_unknown_tag_lists_the_known_ones(tmp_path, trained, capsys, mo
     line = the_error(err, "minwave.generate")
     assert code == 2 and "'piano'" in line and "bell, organ, pluck" in line
     assert not (tmp_path / "x.wav").exists()
+    code, _, err = run_generate(
+        capsys, monkeypatch, "--checkpoint", trained, "--tags", " , ", "--out", tmp_path / "x.wav"
+    )
+    assert code == 2 and "at least one tag" in the_error(err, "minwave.generate")
 
 
 def test_generate_tags_for_an_untagged_model(tmp_path, cfg, capsys, monkeypatch):

@@ -4,6 +4,7 @@ The naive sampler is the specification (STYLE rule 9): the fast one must return 
 its per-step logits must be model.forward's to float32 rounding.
 """
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -28,8 +29,16 @@ def one_numba_thread():
 
 
 def tiny_config(**overrides):
-    base = dict(stacks=1, layers_per_stack=3, kernel_size=2, residual_channels=8, dilation_channels=8,
-                skip_channels=16, quantization_channels=32, n_tags=0)
+    base = dict(
+        stacks=1,
+        layers_per_stack=3,
+        kernel_size=2,
+        residual_channels=8,
+        dilation_channels=8,
+        skip_channels=16,
+        quantization_channels=32,
+        n_tags=0,
+    )
     base.update(overrides)
     return WaveNetConfig(**base)
 
@@ -70,8 +79,7 @@ def test_fast_equals_naive(k, stacks, n_tags, temperature, n_prime, batch, seed)
     prime = rng.integers(0, 32, (batch, n_prime)) if n_prime else None
     n = 120
     fast = generate(model, n, batch=batch, tags=tags, temperature=temperature, seed=seed, prime=prime)
-    naive = generate(model, n, batch=batch, tags=tags, temperature=temperature, seed=seed, prime=prime,
-                     method="naive")
+    naive = generate(model, n, batch=batch, tags=tags, temperature=temperature, seed=seed, prime=prime, method="naive")
     assert fast.shape == (batch, n) and fast.dtype == np.int64
     np.testing.assert_array_equal(fast, naive)
     assert len(np.unique(fast)) > 5  # a real random walk over the classes, not a constant
@@ -86,6 +94,8 @@ def test_default_path():
     np.testing.assert_array_equal(codes, generate(model, 200))  # deterministic for a fixed seed
     np.testing.assert_array_equal(codes, generate(model, 200, method="naive"))
     assert not np.array_equal(codes, generate(model, 200, seed=1))
+    fresh = generate(model, 50, seed=None)  # fresh randomness: any valid codes
+    assert fresh.shape == (1, 50) and fresh.min() >= 0 and fresh.max() < 32
 
 
 def test_streams_are_independent_and_prime_broadcasts():
@@ -121,16 +131,16 @@ def test_teacher_forced_logits_on_generated_codes():
     model = tiny_model(kernel_size=3, stacks=2)
     codes = generate(model, 120, batch=2, seed=3)
     seq = np.concatenate([np.full((2, 1), 16), codes], axis=1)  # the silence code, then the samples
-    np.testing.assert_allclose(fastgen.teacher_forced_logits(model, seq), to_host(model.forward(seq)),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        fastgen.teacher_forced_logits(model, seq), to_host(model.forward(seq)), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_float64_and_default_size_model_logits():
     """A float64 model is sampled in float32; and the default-size network's logits (RF 2047) agree too."""
     model = WaveNet(WaveNetConfig(), seed=0)
     codes = np.random.default_rng(0).integers(0, 256, (1, 2100))
-    np.testing.assert_allclose(fastgen.teacher_forced_logits(model, codes), model.forward(codes),
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(fastgen.teacher_forced_logits(model, codes), model.forward(codes), rtol=1e-4, atol=1e-4)
     model64 = tiny_model(dtype="float64")
     np.testing.assert_array_equal(generate(model64, 100), generate(model64, 100, method="naive"))
 
@@ -141,7 +151,7 @@ def greedy(model, n, prime):
     seq = list(prime)
     for _ in range(n):
         seq.append(int(np.argmax(to_host(model.forward(np.array([seq])))[0, -1])))
-    return np.array(seq[len(prime):])
+    return np.array(seq[len(prime) :])
 
 
 @pytest.mark.parametrize("method", ["fast", "naive"])
@@ -200,25 +210,28 @@ def test_progress(method, capsys):
 
 
 # ============================================================================ arguments
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(method="fastest"), "method"),
-    (dict(n_samples=0), "n_samples"),
-    (dict(n_samples=-3), "n_samples"),
-    (dict(n_samples=2.5), "n_samples"),
-    (dict(batch=0), "batch"),
-    (dict(temperature=-0.5), "temperature"),
-    (dict(temperature=float("nan")), "temperature"),
-    (dict(temperature=float("inf")), "temperature"),
-    (dict(temperature="hot"), "temperature"),
-    (dict(seed=-1), "seed"),
-    (dict(seed=1.5), "seed"),
-    (dict(tags=np.ones((1, 2))), "n_tags=0"),
-    (dict(prime=np.array([1, 2, 99])), "prime codes"),
-    (dict(prime=np.array([0.5, 1.0])), "integer"),
-    (dict(prime=np.zeros((2, 4), dtype=int)), "prime must have shape"),
-    (dict(prime=np.zeros(0, dtype=int)), "prime must have shape"),
-    (dict(progress="yes"), "progress"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(method="fastest"), "method"),
+        (dict(n_samples=0), "n_samples"),
+        (dict(n_samples=-3), "n_samples"),
+        (dict(n_samples=2.5), "n_samples"),
+        (dict(batch=0), "batch"),
+        (dict(temperature=-0.5), "temperature"),
+        (dict(temperature=float("nan")), "temperature"),
+        (dict(temperature=float("inf")), "temperature"),
+        (dict(temperature="hot"), "temperature"),
+        (dict(seed=-1), "seed"),
+        (dict(seed=1.5), "seed"),
+        (dict(tags=np.ones((1, 2))), "n_tags=0"),
+        (dict(prime=np.array([1, 2, 99])), "prime codes"),
+        (dict(prime=np.array([0.5, 1.0])), "integer"),
+        (dict(prime=np.zeros((2, 4), dtype=int)), "prime must have shape"),
+        (dict(prime=np.zeros(0, dtype=int)), "prime must have shape"),
+        (dict(progress="yes"), "progress"),
+    ],
+)
 def test_bad_arguments_raise_value_error(kwargs, message):
     model = tiny_model()
     kwargs = {"n_samples": 10, **kwargs}
@@ -287,3 +300,37 @@ def test_second_process_loads_the_kernels_from_the_cache():
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     hits, misses = map(int, out.stdout.split())
     assert (hits, misses) == (2, 0)
+
+
+# ============================================================================ python -m minwave.bench
+def test_bench_dispatcher(capsys, monkeypatch):
+    from minwave.bench import __main__ as bench
+
+    assert bench.main(["nope"]) == 2
+    assert "unknown subcommand 'nope'" in capsys.readouterr().err
+    monkeypatch.setitem(bench.SUBCOMMANDS, "missing", "a benchmark this checkout does not have")
+    assert bench.main(["missing"]) == 2
+    assert "minwave/bench/missing.py is missing" in capsys.readouterr().err
+
+
+def test_bench_generate_measures_and_reports(tmp_path, monkeypatch):
+    """The benchmark's measurements and report, in-process on a tiny network (the CLI runs the same
+    code in a single-threaded worker process)."""
+    from minwave.bench import generate as bench
+
+    full_size = bench.sgemm_peak
+    monkeypatch.setattr(bench, "sgemm_peak", lambda: full_size(256))
+
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(tiny_config(n_tags=2).to_dict()))
+    args = bench.parse_args(
+        ["--config", str(config), "--seconds", "0.05", "--naive-seconds", "0.05", "--depths", "2-3", "--batch", "4"]
+    )
+    res = bench.run_worker(args)
+    assert res["config"]["n_tags"] == 0 and res["fast_b1"] > res["naive_b1"] > 0
+    assert 0 < res["traffic"]["read_bytes"] <= res["traffic"]["dense_bytes"]
+    text = bench.report(res)
+    for part in ("fast  batch 1", "fast  batch 4", "naive batch 1", "of the sgemm peak", "depth sweep"):
+        assert part in text
+    bench.plot_sweep(res["sweep"], 1, tmp_path / "sweep.png")
+    assert (tmp_path / "sweep.png").stat().st_size > 0

@@ -27,8 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="subcommands:\n" + "\n".join(f"  {name:10s} {text}" for name, text in SUBCOMMANDS.items()),
     )
-    parser.add_argument("subcommand", choices=sorted(SUBCOMMANDS), metavar="SUBCOMMAND",
-                        help=f"one of: {', '.join(SUBCOMMANDS)}")
+    parser.add_argument(
+        "subcommand", choices=sorted(SUBCOMMANDS), metavar="SUBCOMMAND", help=f"one of: {', '.join(SUBCOMMANDS)}"
+    )
     return parser
 
 
@@ -38,8 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().print_help(sys.stderr)
         return 2
     if argv[0] not in ("-h", "--help") and argv[0] not in SUBCOMMANDS:
-        print(f"minwave.bench: error: unknown subcommand {argv[0]!r}; choose one of: {', '.join(SUBCOMMANDS)}",
-              file=sys.stderr)
+        print(
+            f"minwave.bench: error: unknown subcommand {argv[0]!r}; choose one of: {', '.join(SUBCOMMANDS)}",
+            file=sys.stderr,
+        )
         return 2
     args = build_parser().parse_args(argv[:1])
     module_name = f"minwave.bench.{args.subcommand}"
@@ -48,8 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     except ModuleNotFoundError as exc:
         if exc.name != module_name:  # a missing dependency inside the module: a real error, keep it
             raise
-        print(f"minwave.bench: error: the '{args.subcommand}' benchmark is not part of this installation "
-              f"(minwave/bench/{args.subcommand}.py is missing)", file=sys.stderr)
+        print(
+            f"minwave.bench: error: the '{args.subcommand}' benchmark is not part of this installation "
+            f"(minwave/bench/{args.subcommand}.py is missing)",
+            file=sys.stderr,
+        )
         return 2
     return module.main(argv[1:])
 

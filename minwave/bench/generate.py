@@ -49,20 +49,29 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
 
 def parse_args(argv):
     p = ArgumentParser(prog="python -m minwave.bench generate", description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", default=None, help="a preset name (tiny, small, paper) or a JSON file of "
-                   "WaveNetConfig fields; default: WaveNetConfig() (2 × 10 layers, 32/32/256 channels, Q = 256)")
+    p.add_argument(
+        "--config",
+        default=None,
+        help="a preset name (tiny, small, paper) or a JSON file of "
+        "WaveNetConfig fields; default: WaveNetConfig() (2 × 10 layers, 32/32/256 channels, Q = 256)",
+    )
     p.add_argument("--batch", type=int, default=16, help="streams of the batched measurement (default 16)")
-    p.add_argument("--seconds", type=float, default=1.0,
-                   help="time per fast measurement, split over 5 runs (default 1.0)")
-    p.add_argument("--naive-seconds", type=float, default=3.0,
-                   help="time budget of each naive measurement (default 3.0; at least 2 samples)")
-    p.add_argument("--depths", default="4-12", help="layers per stack of the depth sweep, FIRST-LAST "
-                   "(default 4-12)")
+    p.add_argument(
+        "--seconds", type=float, default=1.0, help="time per fast measurement, split over 5 runs (default 1.0)"
+    )
+    p.add_argument(
+        "--naive-seconds",
+        type=float,
+        default=3.0,
+        help="time budget of each naive measurement (default 3.0; at least 2 samples)",
+    )
+    p.add_argument("--depths", default="4-12", help="layers per stack of the depth sweep, FIRST-LAST (default 4-12)")
     p.add_argument("--no-naive", action="store_true", help="skip the naive sampler (and its sweep column)")
     p.add_argument("--no-sweep", action="store_true", help="skip the depth sweep")
     p.add_argument("--no-compile", action="store_true", help="skip the two compile-time processes")
-    p.add_argument("--out", default=None, metavar="DIR", help="write generation_depth_sweep.png and "
-                   "generation_bench.json into DIR")
+    p.add_argument(
+        "--out", default=None, metavar="DIR", help="write generation_depth_sweep.png and generation_bench.json into DIR"
+    )
     p.add_argument("--worker", action="store_true", help=_hidden())
     args = p.parse_args(argv)
     if args.batch < 1:
@@ -137,14 +146,15 @@ def fast_rate(model, batch: int, seconds: float) -> float:
     history = np.full((batch, 1), model.config.quantization_channels // 2, dtype=np.int64)
     rng = np.random.default_rng(0)
     fastgen.run(model, history, rng.random((batch, 50)), 1.0)  # compile / load, and warm the caches
+
+    def timed(n: int, runs: int) -> float:
+        u = rng.random((batch, n))
+        return best_time(lambda: fastgen.run(model, history, u, 1.0), runs)
+
     n = 200
-    while True:  # grow the run until it lasts about seconds / 5
-        dt = best_time(lambda: fastgen.run(model, history, rng.random((batch, n)), 1.0), 1)
-        if dt > seconds / 5 or n > 10**7:
-            break
+    while (dt := timed(n, 1)) < seconds / 5 and n < 10**7:  # grow the run to about seconds / 5
         n = int(n * min(10.0, max(2.0, seconds / 5 / max(dt, 1e-6))))
-    u = rng.random((batch, n))
-    return batch * n / best_time(lambda: fastgen.run(model, history, u, 1.0), 5)
+    return batch * n / timed(n, 5)
 
 
 def naive_rate(model, seconds: float) -> float:
@@ -160,13 +170,12 @@ def naive_rate(model, seconds: float) -> float:
     return n / best_time(lambda: naive_generate(model, history, u, 1.0), 1)
 
 
-def sgemm_peak() -> float:
-    """GFLOP/s of a 1024³ float32 matrix product (NumPy's BLAS, the threads of this process): best of 5."""
-    n = 1024
+def sgemm_peak(n: int = 1024) -> float:
+    """GFLOP/s of an n × n × n float32 matrix product (NumPy's BLAS, the threads of this process): best of 10."""
     a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
     out = np.empty_like(a)
     np.matmul(a, a, out=out)
-    return 2 * n**3 / best_time(lambda: np.matmul(a, a, out=out), 5) / 1e9
+    return 2 * n**3 / best_time(lambda: np.matmul(a, a, out=out), 10) / 1e9
 
 
 def weight_traffic(model, n_steps: int = 400) -> dict:
@@ -177,8 +186,14 @@ def weight_traffic(model, n_steps: int = 400) -> dict:
     from .. import fastgen
 
     c = model.config
-    L, k, R, D, S, Q = (c.n_layers, c.kernel_size, c.residual_channels, c.dilation_channels,
-                        c.skip_channels, c.quantization_channels)
+    L, k, R, D, S, Q = (
+        c.n_layers,
+        c.kernel_size,
+        c.residual_channels,
+        c.dilation_channels,
+        c.skip_channels,
+        c.quantization_channels,
+    )
     dense = 4 * (L * k * R * 2 * D + (L - 1) * D * R + L * D * S + S * S + S * Q + k * R)  # + k embedding rows
     history = np.full((1, 1), Q // 2, dtype=np.int64)
     codes = fastgen.run(model, history, np.random.default_rng(0).random((1, n_steps)), 1.0)
@@ -212,8 +227,14 @@ def compile_times() -> dict:
         for _ in range(2):
             out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
             imp, first, hits, misses = out.stdout.split()
-            runs.append({"import_s": float(imp), "first_call_s": float(first), "cache_hits": int(hits),
-                         "cache_misses": int(misses)})
+            runs.append(
+                {
+                    "import_s": float(imp),
+                    "first_call_s": float(first),
+                    "cache_hits": int(hits),
+                    "cache_misses": int(misses),
+                }
+            )
     return {"fresh": runs[0], "cached": runs[1]}
 
 
@@ -225,13 +246,21 @@ def sweep(config, depths, seconds: float, naive_seconds: float | None) -> list[d
     rows = []
     for layers in depths:
         model = WaveNet(replace(config, layers_per_stack=layers), seed=0)
-        row = {"layers_per_stack": layers, "layers": model.config.n_layers, "receptive_field": model.receptive_field,
-               "fast": fast_rate(model, 1, seconds)}
+        row = {
+            "layers_per_stack": layers,
+            "layers": model.config.n_layers,
+            "receptive_field": model.receptive_field,
+            "fast": fast_rate(model, 1, seconds),
+        }
         if naive_seconds is not None:
             row["naive"] = naive_rate(model, naive_seconds)
         rows.append(row)
-        print(f"{PROG}:   depth {layers}: fast {row['fast']:,.0f}/s"
-              + (f", naive {row['naive']:,.1f}/s" if "naive" in row else ""), file=sys.stderr, flush=True)
+        print(
+            f"{PROG}:   depth {layers}: fast {row['fast']:,.0f}/s"
+            + (f", naive {row['naive']:,.1f}/s" if "naive" in row else ""),
+            file=sys.stderr,
+            flush=True,
+        )
     return rows
 
 
@@ -242,8 +271,11 @@ def run_worker(args) -> dict:
 
     config = load_config(args.config)
     model = WaveNet(config, seed=0)
-    res = {"config": config.to_dict(), "macs_per_sample": model.macs_per_sample(),
-           "receptive_field": model.receptive_field}
+    res = {
+        "config": config.to_dict(),
+        "macs_per_sample": model.macs_per_sample(),
+        "receptive_field": model.receptive_field,
+    }
     before = machine_cpu_seconds()
     t0 = time.perf_counter()
     print(f"{PROG}: sgemm peak ...", file=sys.stderr, flush=True)
@@ -258,8 +290,9 @@ def run_worker(args) -> dict:
         res["naive_b1"] = naive_rate(model, args.naive_seconds)
     if not args.no_sweep:
         print(f"{PROG}: depth sweep {args.depths} ...", file=sys.stderr, flush=True)
-        res["sweep"] = sweep(config, args.depth_range, args.seconds / 2,
-                             None if args.no_naive else args.naive_seconds / 3)
+        res["sweep"] = sweep(
+            config, args.depth_range, args.seconds / 2, None if args.no_naive else args.naive_seconds / 3
+        )
     after = machine_cpu_seconds()
     if before and after:
         wall = time.perf_counter() - t0
@@ -279,6 +312,11 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def args_depths(res: dict) -> str:
+    per_stack = [row["layers_per_stack"] for row in res["sweep"]]
+    return f"{per_stack[0]} … {per_stack[-1]}"
+
+
 def report(res: dict) -> str:
     import numba
 
@@ -291,8 +329,11 @@ def report(res: dict) -> str:
         f"machine   {cpu_name()}, {os.cpu_count()} CPUs; Python {platform.python_version()}, NumPy {np.__version__}, "
         f"Numba {numba.__version__}",
         "threads   1 (OMP/OPENBLAS/MKL/NUMBA_NUM_THREADS=1 in the measuring process)"
-        + (f"; other processes kept {res['other_processes_cpus']:.1f} CPUs busy meanwhile"
-           if "other_processes_cpus" in res else ""),
+        + (
+            f"; other processes kept {res['other_processes_cpus']:.1f} CPUs busy meanwhile"
+            if "other_processes_cpus" in res
+            else ""
+        ),
         f"model     {c.stacks} × {c.layers_per_stack} layers, k = {c.kernel_size}, R = {c.residual_channels}, "
         f"D = {c.dilation_channels}, S = {c.skip_channels}, Q = {c.quantization_channels}; receptive field "
         f"{res['receptive_field']}; {macs:,} multiply-adds and {tr['dense_bytes'] / 1e6:.2f} MB of float32 "
@@ -306,49 +347,69 @@ def report(res: dict) -> str:
         f"   weights read {tr['read_bytes'] * b1 / 1e9:5.1f} GB/s ({tr['read_bytes'] / 1e6:.2f} MB/sample: "
         f"ReLU-zero rows of W1, W2 skipped, {100 * tr['w1_rows_read']:.0f}% / {100 * tr['w2_rows_read']:.0f}% "
         f"read; dense {tr['dense_bytes'] * b1 / 1e9:.1f} GB/s)",
-        f"fast  batch {B:<3d} {bn:10,.0f} samples/s  {bn / rate_hz:5.2f}× real time   {2 * macs * bn / 1e9:5.1f} GFLOP/s"
-        f" = {100 * 2 * macs * bn / 1e9 / res['sgemm_gflops']:.0f}% of the sgemm peak (total over {B} streams)",
+        f"fast  batch {B:<3d} {bn:10,.0f} samples/s  {bn / rate_hz:5.2f}× real time   "
+        f"{2 * macs * bn / 1e9:5.1f} GFLOP/s = {100 * 2 * macs * bn / 1e9 / res['sgemm_gflops']:.0f}% of the "
+        f"sgemm peak (total over {B} streams)",
     ]
     if "naive_b1" in res:
         nv = res["naive_b1"]
-        lines.append(f"naive batch 1   {nv:10,.1f} samples/s  {nv / rate_hz:7.4f}× real time   "
-                     f"fast is {b1 / nv:,.0f}× faster")
+        lines.append(
+            f"naive batch 1   {nv:10,.1f} samples/s  {nv / rate_hz:7.4f}× real time   fast is {b1 / nv:,.0f}× faster"
+        )
     if "compile" in res:
         fresh, cached = res["compile"]["fresh"], res["compile"]["cached"]
-        lines.append(f"Numba     first call with an empty cache: {fresh['first_call_s']:.1f} s (compiling); a second "
-                     f"process: {cached['first_call_s']:.2f} s (cache hits {cached['cache_hits']}, misses "
-                     f"{cached['cache_misses']})")
+        lines.append(
+            f"Numba     first call with an empty cache: {fresh['first_call_s']:.1f} s (compiling); a second "
+            f"process: {cached['first_call_s']:.2f} s (cache hits {cached['cache_hits']}, misses "
+            f"{cached['cache_misses']})"
+        )
     if "sweep" in res:
-        lines += ["", "depth sweep (2 stacks unless --config says otherwise), batch 1:",
-                  "  layers  receptive field    fast samples/s   µs/sample" + ("    naive samples/s   ms/sample"
-                                                                            if "naive" in res["sweep"][0] else "")]
+        lines += [
+            "",
+            f"depth sweep ({c.stacks} stacks × {args_depths(res)} layers), batch 1:",
+            "  layers  receptive field    fast samples/s   µs/sample"
+            + ("    naive samples/s   ms/sample" if "naive" in res["sweep"][0] else ""),
+        ]
         for row in res["sweep"]:
-            line = (f"  {row['layers']:6d}  {row['receptive_field']:15,d}  {row['fast']:16,.0f}  "
-                    f"{1e6 / row['fast']:10.1f}")
+            line = (
+                f"  {row['layers']:6d}  {row['receptive_field']:15,d}  {row['fast']:16,.0f}  {1e6 / row['fast']:10.1f}"
+            )
             if "naive" in row:
                 line += f"  {row['naive']:17,.2f}  {1e3 / row['naive']:10.1f}"
             lines.append(line)
     return "\n".join(lines)
 
 
-def plot_sweep(rows: list[dict], path: Path) -> None:
+def plot_sweep(rows: list[dict], stacks: int, path: Path) -> None:
+    """Left: both samplers on a log scale (naive doubles with every layer per stack). Right: fast alone,
+    on a linear scale: a straight line in the number of layers."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     layers = [r["layers"] for r in rows]
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    ax.semilogy(layers, [1e6 / r["fast"] for r in rows], "o-", label="fast (queues): O(layers)")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.semilogy(layers, [1e6 / r["fast"] for r in rows], "o-", label="fast (queues): O(layers)")
     if "naive" in rows[0]:
-        ax.semilogy(layers, [1e6 / r["naive"] for r in rows], "s-", label="naive (forward over RF): O(2^layers)")
-    ax.set_xlabel("layers (2 stacks)")
-    ax.set_ylabel("µs per sample (batch 1, one thread)")
-    ax.set_title("WaveNet sampling cost against depth")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+        left.semilogy(
+            layers,
+            [1e6 / r["naive"] for r in rows],
+            "s-",
+            label="naive (forward over the receptive field): O(2^layers)",
+        )
+    right.plot(layers, [1e6 / r["fast"] for r in rows], "o-")
+    right.set_ylim(bottom=0)
+    left.set_title("both samplers (log scale)")
+    right.set_title("fast sampler (linear scale)")
+    for ax in (left, right):
+        ax.set_xlabel(f"layers ({stacks} stacks)")
+        ax.set_ylabel("µs per sample (batch 1, one thread)")
+        ax.grid(True, which="both", alpha=0.3)
+    left.legend(fontsize=8)
+    fig.suptitle("WaveNet sampling cost against depth")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
@@ -363,11 +424,15 @@ def _main(argv) -> int:
     if out is not None and out.exists() and not out.is_dir():
         raise UsageError(f"--out: {out} exists and is not a folder")
     env = {**os.environ, **{name: "1" for name in THREAD_VARIABLES}}
-    worker = subprocess.run([sys.executable, "-m", "minwave.bench", "generate", *argv, "--worker"], env=env,
-                            stdout=subprocess.PIPE, text=True)
+    worker = subprocess.run(
+        [sys.executable, "-m", "minwave.bench", "generate", *argv, "--worker"],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     if worker.returncode != 0:
         return worker.returncode
-    res = json.loads(worker.stdout.strip().splitlines()[-1][len("RESULT "):])
+    res = json.loads(worker.stdout.strip().splitlines()[-1][len("RESULT ") :])
     if not args.no_compile:
         print(f"{PROG}: compile time (two fresh processes) ...", file=sys.stderr, flush=True)
         res["compile"] = compile_times()
@@ -376,9 +441,11 @@ def _main(argv) -> int:
         out.mkdir(parents=True, exist_ok=True)
         (out / "generation_bench.json").write_text(json.dumps(res, indent=2))
         if "sweep" in res:
-            plot_sweep(res["sweep"], out / "generation_depth_sweep.png")
-        print(f"wrote {out / 'generation_bench.json'}" + (f" and {out / 'generation_depth_sweep.png'}"
-                                                           if "sweep" in res else ""))
+            plot_sweep(res["sweep"], res["config"]["stacks"], out / "generation_depth_sweep.png")
+        print(
+            f"wrote {out / 'generation_bench.json'}"
+            + (f" and {out / 'generation_depth_sweep.png'}" if "sweep" in res else "")
+        )
     return 0
 
 

@@ -31,10 +31,12 @@ rng = np.random.default_rng(0)
 # ## The code
 #
 # In minwave the two convolutions are one: a dilated convolution with $2D$ output channels, whose first
-# $D$ are the filter pre-activations and last $D$ the gate's. The gate op splits them:
+# $D$ are the filter pre-activations and last $D$ the gate's. The gate op splits them. Below is its
+# reference version, the specification; in float32 `ops.gate_forward` runs the same math fused into one
+# compiled kernel (Numba on the CPU, CUDA on CuPy), held to the reference by the tests.
 
 # %%
-print(inspect.getsource(ops.gate_forward))
+print(inspect.getsource(ops.gate.gate_forward_reference))
 print(inspect.getsource(ops.gate.sigmoid))
 
 # %% [markdown]
@@ -92,10 +94,11 @@ plt.show()
 # $$df = dz \odot s \odot (1 - t^2), \qquad dg = dz \odot t \odot s \odot (1 - s).$$
 #
 # Both are written in terms of the *outputs* $t$ and $s$, so the forward pass caches those and the
-# backward recomputes nothing. That is the whole of `gate_backward` (derivation: `docs/backprop.md` §3):
+# backward recomputes nothing. That is the whole of `gate_backward` (its reference version; derivation:
+# `docs/backprop.md` §3):
 
 # %%
-print(inspect.getsource(ops.gate_backward))
+print(inspect.getsource(ops.gate.gate_backward_reference))
 
 # %% [markdown]
 # ## Checking it: finite differences

@@ -237,7 +237,8 @@ plt.show()
 # histogram and nothing about the signal. Either connection alone lets the network train, and both
 # together train fastest — the WaveNet design. (In quick mode, `MINWAVE_QUICK=1` as the test suite
 # runs it, the runs are far too short to separate the variants.)
-#
+
+# %% [markdown]
 # ## Exercises
 #
 # 1. Make the network deeper (`stacks=12`) and redraw the gradient-norm plot. How does the ratio

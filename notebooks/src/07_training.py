@@ -159,12 +159,13 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# What to listen for, with the `tiny` preset after a few hundred steps: pitched tones rather than noise,
-# held for a while and then wandering, with the timbre of the instrument more or less right. What it
-# cannot do is melody: its receptive field is 16 ms, a fraction of one note, so it has no idea which
-# note came before. Longer training, a bigger preset (`--preset small`, 2 stacks, 32 ms) and a GPU
-# (chapter 10) all help; a receptive field that spans notes would need many more layers, or the
-# conditioning on a slower signal that the paper uses for speech.
+# What to listen for. After a few hundred steps the `tiny` preset does not play notes yet: expect
+# noisy, low-passed textures whose brightness and rhythm of bursts differ between the tags, rather than
+# clean tones — the loss has fallen well below the baseline, but sampling one code at a time compounds
+# every small error. It also cannot know melody: its receptive field is 16 ms, a fraction of one note.
+# Longer training (`--resume`), a bigger preset (`--preset small`: 2 stacks, 32 channels) and a GPU
+# (chapter 10) all help; a receptive field that spans notes would need many more layers, or conditioning
+# on a slower signal, as the paper does for speech.
 #
 # ## Going on from here
 #

@@ -77,8 +77,8 @@ print(src[src.index("    for i in range(L):") : src.index("    if not with_head:
 # ## Exact agreement
 #
 # Both samplers follow one contract (see `help(minwave.sampling.generate)`): the same uniforms drawn up
-# front from the seed, the same inverse-CDF rule in float64. So with the same seed they must produce the
-# same codes. The model here is untrained with a few biases nudged so the output is not uniform
+# front from the seed, the same inverse-CDF rule in float64. So with the same seed they produce the same
+# codes. The model here is untrained, with the output biases nudged so that the output is not uniform
 # noise; agreement does not depend on training.
 
 # %%
@@ -92,8 +92,18 @@ n = 300 if QUICK else 2000
 
 fast = generate(model, n, batch=3, tags=tags, seed=1, method="fast")
 naive = generate(model, n, batch=3, tags=tags, seed=1, method="naive")
-print(f"{fast.shape} codes; identical: {np.array_equal(fast, naive)}")
-assert np.array_equal(fast, naive)
+same = fast == naive
+print(f"{fast.shape} codes; identical: {same.all()}")
+for b in np.flatnonzero(~same.all(axis=1)):  # rare: see below
+    print(f"  stream {b} parts ways at sample {np.argmax(~same[b])}")
+
+# %% [markdown]
+# "The same" has one fine print. The two compute the logits in float32 in different orders, so they
+# differ by rounding; a draw can come out differently only if its uniform number falls between the two
+# slightly different CDFs at some class boundary — measured at a few in ten million draws for a freshly
+# initialised network and up to one in ten thousand for a confident, trained one (`docs/generation.md`
+# §5). Short outputs agree exactly; a long one may part ways once, after which both continuations are
+# still exact samples from the model.
 
 # %% [markdown]
 # The logits themselves agree to float32 rounding (the two compute the same sums in different orders);
@@ -171,7 +181,8 @@ for name in ["tiny", "small"] + ([] if QUICK else ["paper"]):
 # %% [markdown]
 # The naive sampler on the same default-sized model would be hundreds of times slower (the table above
 # extrapolates to RF 2048). `docs/generation.md` has the derivation and more measurements.
-#
+
+# %% [markdown]
 # ## Exercises
 #
 # 1. Why must the fast sampler process the prime (the history given with `prime=`) sample by sample

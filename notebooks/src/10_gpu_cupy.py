@@ -158,7 +158,8 @@ if not GPU:
 #   (`tests/test_strict_backend.py`), so a stray `np.` call fails on a laptop instead of on the first GPU.
 # * **Tests marked `gpu`** (`pytest -m gpu`) run the real thing — every backend-parametrised test, on
 #   CuPy — and are skipped cleanly when CuPy or a device is missing.
-#
+
+# %% [markdown]
 # ## Exercises
 #
 # 1. On a GPU, find the batch size at which one training step of the `tiny` preset costs the same on
