@@ -205,15 +205,39 @@ def matmul_acc(x, W, y):
 def matvec_acc(x, Wt, y):
     """y (B, N) += x (B, K) @ Wtᵀ with Wt (N, K), for the long skip product (K = L·D = 640).
 
-    Each output is a dot product along a contiguous row of Wt, four outputs at a time so that every
-    x[b, i] loaded serves four rows. With rows this long the dot product streams the weights faster
-    than matmul_acc does (measured: docs/generation.md), and the final horizontal sums are few.
+    Each output is a dot product along a contiguous row of Wt. Four outputs at a time, so that every
+    x[b, i] loaded serves four rows, and two streams at a time, so that every weight loaded serves
+    two streams: eight independent sums, each split into SIMD lanes by reassociation. With rows this
+    long the dot products stream the weights faster than matmul_acc, and their final horizontal sums
+    are few (docs/generation.md §4).
     """
     B, K = x.shape
     N = Wt.shape[0]
     N4 = N - N % 4
+    B2 = B - B % 2
     for n in range(0, N4, 4):
-        for b in range(B):
+        for b in range(0, B2, 2):
+            s0 = s1 = s2 = s3 = r0 = r1 = r2 = r3 = np.float32(0.0)
+            for i in range(K):
+                w0, w1, w2, w3 = Wt[n, i], Wt[n + 1, i], Wt[n + 2, i], Wt[n + 3, i]
+                xs, xr = x[b, i], x[b + 1, i]
+                s0 += xs * w0
+                s1 += xs * w1
+                s2 += xs * w2
+                s3 += xs * w3
+                r0 += xr * w0
+                r1 += xr * w1
+                r2 += xr * w2
+                r3 += xr * w3
+            y[b, n] += s0
+            y[b, n + 1] += s1
+            y[b, n + 2] += s2
+            y[b, n + 3] += s3
+            y[b + 1, n] += r0
+            y[b + 1, n + 1] += r1
+            y[b + 1, n + 2] += r2
+            y[b + 1, n + 3] += r3
+        for b in range(B2, B):  # an odd stream out (batch 1: every stream)
             s0 = s1 = s2 = s3 = np.float32(0.0)
             for i in range(K):
                 s0 += x[b, i] * Wt[n, i]

@@ -65,7 +65,9 @@ def parse_args(argv):
         default=3.0,
         help="time budget of each naive measurement (default 3.0; at least 2 samples)",
     )
-    p.add_argument("--depths", default="4-12", help="layers per stack of the depth sweep, FIRST-LAST (default 4-12)")
+    p.add_argument(
+        "--depths", default="4-12", help="layers per stack of the depth sweep: FIRST-LAST, or one number (default 4-12)"
+    )
     p.add_argument("--no-naive", action="store_true", help="skip the naive sampler (and its sweep column)")
     p.add_argument("--no-sweep", action="store_true", help="skip the depth sweep")
     p.add_argument("--no-compile", action="store_true", help="skip the two compile-time processes")
@@ -78,8 +80,11 @@ def parse_args(argv):
         raise UsageError(f"--batch must be >= 1, got {args.batch}")
     if not args.seconds > 0 or not args.naive_seconds > 0:
         raise UsageError("--seconds and --naive-seconds must be > 0")
+    parts = args.depths.split("-")  # "4-12", or "8" for one depth
     try:
-        first, last = (int(v) for v in args.depths.split("-"))
+        if len(parts) > 2:
+            raise ValueError
+        first, last = int(parts[0]), int(parts[-1])
     except ValueError:
         raise UsageError(f"--depths: expected FIRST-LAST such as 4-12, got {args.depths!r}") from None
     if not 1 <= first <= last:
@@ -118,13 +123,15 @@ def load_config(spec: str | None):
 
 
 # ====================================================================================== measurements
-def best_time(fn, runs: int) -> float:
-    """The shortest of `runs` calls of fn() (seconds)."""
+def best_time(fn, runs: int, cpu: bool = False) -> float:
+    """The shortest of `runs` calls of fn(), in seconds of wall-clock time, or with cpu=True of this
+    thread's CPU time (time.thread_time: without the time the OS gave other processes meanwhile)."""
+    clock = time.thread_time if cpu else time.perf_counter
     times = []
     for _ in range(runs):
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     return min(times)
 
 
@@ -139,8 +146,9 @@ def machine_cpu_seconds():
     return busy / os.sysconf("SC_CLK_TCK"), usage.ru_utime + usage.ru_stime
 
 
-def fast_rate(model, batch: int, seconds: float) -> float:
-    """Samples per second (all streams) of fastgen.run, best of 5 runs of about seconds / 5 each."""
+def fast_rate(model, batch: int, seconds: float, cpu: bool = False) -> float:
+    """Samples per second (all streams) of fastgen.run, best of 5 runs of about seconds / 5 each
+    (per CPU-second of this thread with cpu=True)."""
     from .. import fastgen
 
     history = np.full((batch, 1), model.config.quantization_channels // 2, dtype=np.int64)
@@ -149,7 +157,7 @@ def fast_rate(model, batch: int, seconds: float) -> float:
 
     def timed(n: int, runs: int) -> float:
         u = rng.random((batch, n))
-        return best_time(lambda: fastgen.run(model, history, u, 1.0), runs)
+        return best_time(lambda: fastgen.run(model, history, u, 1.0), runs, cpu)
 
     n = 200
     while (dt := timed(n, 1)) < seconds / 5 and n < 10**7:  # grow the run to about seconds / 5
@@ -283,6 +291,8 @@ def run_worker(args) -> dict:
     print(f"{PROG}: fast sampler, batch 1 and {args.batch} ...", file=sys.stderr, flush=True)
     res["fast_b1"] = fast_rate(model, 1, args.seconds)
     res["fast_bn"] = fast_rate(model, args.batch, args.seconds)
+    res["fast_b1_cpu"] = fast_rate(model, 1, args.seconds, cpu=True)
+    res["fast_bn_cpu"] = fast_rate(model, args.batch, args.seconds, cpu=True)
     res["batch"] = args.batch
     res["traffic"] = weight_traffic(model)
     if not args.no_naive:
@@ -351,6 +361,11 @@ def report(res: dict) -> str:
         f"{2 * macs * bn / 1e9:5.1f} GFLOP/s = {100 * 2 * macs * bn / 1e9 / res['sgemm_gflops']:.0f}% of the "
         f"sgemm peak (total over {B} streams)",
     ]
+    if "fast_b1_cpu" in res:
+        lines.append(
+            f"                per CPU-second of the sampling thread (time.thread_time, which leaves out the time "
+            f"the OS gave other processes): {res['fast_b1_cpu']:,.0f} and {res['fast_bn_cpu']:,.0f} samples/s"
+        )
     if "naive_b1" in res:
         nv = res["naive_b1"]
         lines.append(

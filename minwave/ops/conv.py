@@ -70,7 +70,7 @@ def causal_conv_backward(dy, cache):
     dW = xp.empty_like(W)
     dx = xp.empty_like(x)  # (B, T, C_in)
     dx[:, :first] = 0  # inputs before the first output: only delayed taps reach them, added below
-    xp.matmul(dy, W[k - 1].T, out=dx[:, first:])  # the present tap, written straight into dx
+    dx[:, first:] = dy @ W[k - 1].T  # the present tap
     dW[k - 1] = sum_outer(x[:, first:], dy)
     for j in range(k - 1):
         shift = (k - 1 - j) * dilation
