@@ -509,8 +509,11 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
     step, wall_before, rows = 0, 0.0, []
     metrics_path, ckpt_path = run_dir / METRICS_NAME, run_dir / CHECKPOINT_NAME
     if ckpt is not None:
-        optimizer.load_state_dict(ckpt.optimizer_state)
-        sampler.set_state(ckpt.sampler_state)
+        try:
+            optimizer.load_state_dict(ckpt.optimizer_state)
+            sampler.set_state(ckpt.sampler_state)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{ckpt.path}: cannot resume from it ({exc})") from None
         step, wall_before = ckpt.step, float(ckpt.metrics.get("wall_s", 0.0))
         rows = read_metrics(metrics_path, step)
     valid = validation_batches(

@@ -432,3 +432,20 @@ def test_gpu_training_matches_the_cpu(tmp_path, cfg, capsys):
     cpu, gpu = checkpoint.load(tmp_path / "cpu"), checkpoint.load(tmp_path / "gpu")
     for name in cpu.model.params:
         np.testing.assert_allclose(gpu.model.params[name], cpu.model.params[name], rtol=1e-3, atol=1e-5)
+
+
+def test_resume_from_a_checkpoint_without_optimizer_state(tmp_path, trained, capsys):
+    ckpt = checkpoint.load(trained)
+    run_dir = tmp_path / "run"
+    checkpoint.save(
+        run_dir / "checkpoint.npz",
+        ckpt.model,
+        step=ckpt.step,
+        tag_vocab=ckpt.tag_vocab,
+        sampler_state=ckpt.sampler_state,
+        train_args=ckpt.train_args,
+    )  # no optimizer
+    code, _, err = run_train(capsys, "--resume", "--out", run_dir, "--steps", 6)
+    assert code == 1 and "cannot resume" in the_error(err)
+    code, _, err = run_train(capsys, "--resume", "--out", run_dir.parent / "elsewhere", "--steps", 6)
+    assert code == 1 and "no checkpoint" in the_error(err)

@@ -9,18 +9,19 @@ every kernel to its specification. minwave.backend hands them to the ops; nothin
     scatter_add(W, idx, dy)  = np.add.at(W, idx, dy)               (the embedding's backward)
 
 Why they exist (measured on the 2-core benchmark machine, docs/benchmarks.md): NumPy's float32 tanh
-costs about 7 ns per element there, more than the convolution products around it, and np.add.at
-about 0.3 µs per row. Legend: N positions (batch × time, flattened), D gate channels, R channels.
+costs about 7 ns per element there, so the plain gate took longer than the layer's convolution
+products, and np.add.at about 0.7 µs per 32-float row, 60 times the compiled loop. Legend: N positions (batch × time, flattened), D gate channels, R channels.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 # error_model="numpy": a division by zero gives inf/NaN instead of raising, so the compiler can drop
 # the zero check and vectorise the loops (8 float32 lanes with AVX2). No fastmath: NaN still
-# propagates, and the arithmetic is IEEE, in the order written.
+# propagates, and the arithmetic is IEEE, in the order written. One thread: these kernels take a few
+# milliseconds a layer, and a second thread pool beside OpenBLAS's would fight it for the cores.
 JIT = dict(cache=True, nogil=True, error_model="numpy")
 
 F32 = np.float32
@@ -54,11 +55,11 @@ def tanh_float32(x):
     return x * p / q
 
 
-@njit(parallel=True, **JIT)
+@njit(**JIT)
 def _gate_forward_rows(pre, t, s, z):
     """t = tanh(f), s = σ(g) = ½(1 + tanh(g/2)), z = t·s, row by row; pre (N, 2D) = [f | g]."""
     D = z.shape[1]
-    for n in prange(pre.shape[0]):
+    for n in range(pre.shape[0]):
         for c in range(D):
             tn = tanh_float32(pre[n, c])
             sn = F32(0.5) + F32(0.5) * tanh_float32(F32(0.5) * pre[n, D + c])
@@ -67,11 +68,11 @@ def _gate_forward_rows(pre, t, s, z):
             z[n, c] = tn * sn
 
 
-@njit(parallel=True, **JIT)
+@njit(**JIT)
 def _gate_backward_rows(dz, t, s, dpre):
     """df = dz·s·(1 - t²), dg = dz·t·s·(1 - s), row by row; dpre (N, 2D) = [df | dg]."""
     D = dz.shape[1]
-    for n in prange(dz.shape[0]):
+    for n in range(dz.shape[0]):
         for c in range(D):
             tn, sn, g = t[n, c], s[n, c], dz[n, c]
             dpre[n, c] = g * sn * (F32(1.0) - tn * tn)
