@@ -480,13 +480,21 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
 
     # ---- data: the built-in music goes through exactly the same loader as a user's folder
     if s["data"] is None:
-        root = ensure_builtin_dataset(sample_rate=sample_rate)
+        try:
+            root = ensure_builtin_dataset(sample_rate=sample_rate)
+        except ValueError as exc:
+            raise UsageError(
+                f"--sample-rate {sample_rate}: the built-in music cannot be made at this rate ({exc})"
+            ) from None
         source = f"built-in music ({root})"
     else:
         root = Path(s["data"])
         source = str(root)
     dataset = load_dataset(root, sample_rate, Q, min_samples=receptive_field, warn=lambda m: warn(PROG, m))
-    train_clips, valid_clips = split_by_file(dataset, s["valid_fraction"], s["seed"])
+    try:
+        train_clips, valid_clips = split_by_file(dataset, s["valid_fraction"], s["seed"])
+    except ValueError as exc:
+        raise DataError(f"--data: cannot hold out validation audio: {exc}; add more or longer files") from None
     config = WaveNetConfig(**s["model"], n_tags=dataset.n_tags, sample_rate=sample_rate)
     if ckpt is not None and (ckpt.tag_vocab != dataset.tag_vocab or ckpt.config != config):
         raise DataError(

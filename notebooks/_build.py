@@ -80,6 +80,25 @@ def execute(nb: nbformat.NotebookNode, workdir: Path, timeout: int = 1800) -> No
     from nbclient import NotebookClient
 
     NotebookClient(nb, kernel_name="python3", timeout=timeout, resources={"metadata": {"path": str(workdir)}}).execute()
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = tidy_streams(cell.outputs)
+
+
+def tidy_streams(outputs: list) -> list:
+    """Merge consecutive stdout (or stderr) outputs, and keep what a terminal would show of lines
+    rewritten with carriage returns (progress bars), so stored notebooks stay short and readable."""
+    merged: list = []
+    for out in outputs:
+        previous = merged[-1] if merged else None
+        if out.output_type == "stream" and previous and previous.output_type == "stream" and previous.name == out.name:
+            previous.text += out.text
+        else:
+            merged.append(out)
+    for out in merged:
+        if out.output_type == "stream":
+            out.text = "\n".join(line.rstrip("\r").split("\r")[-1] for line in out.text.split("\n"))
+    return merged
 
 
 def main(argv=None) -> int:

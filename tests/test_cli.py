@@ -449,3 +449,17 @@ def test_resume_from_a_checkpoint_without_optimizer_state(tmp_path, trained, cap
     assert code == 1 and "cannot resume" in the_error(err)
     code, _, err = run_train(capsys, "--resume", "--out", run_dir.parent / "elsewhere", "--steps", 6)
     assert code == 1 and "no checkpoint" in the_error(err)
+
+
+def test_sample_rate_too_low_for_the_builtin_music(tmp_path, cfg, capsys):
+    code, _, err = run_train(capsys, "--config", cfg, "--sample-rate", 4000, "--out", tmp_path / "run")
+    assert code == 2 and "--sample-rate 4000" in the_error(err)
+
+
+def test_a_single_file_is_split_in_time(tmp_path, cfg, capsys):
+    data = tmp_path / "one"
+    data.mkdir()
+    sf.write(data / "only.wav", tone(seconds=1.0), 16000)
+    code, out, err = run_train(capsys, "--config", cfg, "--data", data, "--steps", 1, "--out", tmp_path / "run")
+    assert code == 0, err  # one file: its last 10 % is the validation audio
+    assert "1 clips for training, 1 held out" in out

@@ -20,9 +20,12 @@ How it measures, and why:
 - One thread everywhere. The measurements run in a worker process started with OMP, OPENBLAS, MKL
   and NUMBA_NUM_THREADS = 1: NumPy's BLAS reads them when it loads, which is before any option of
   ours could act. The fast sampler is serial code anyway; the naive one is NumPy, made serial too.
-- A run's time is the best of several runs (a disturbance on the machine only ever slows a run down),
-  each long enough to amortise the call; the CPU time the rest of the machine used meanwhile is
-  reported, because a busy machine makes every number slower.
+- A time is the best of several runs (a disturbance on the machine only ever slows a run down), each
+  long enough to amortise the call. The fast sampler is timed twice: by the wall clock (what real time
+  means) and by the CPU time of its thread (time.thread_time), which leaves out the time the OS gave to
+  other processes and so stays steady on a shared machine; the naive sampler and the depth sweep use
+  CPU time. The CPU time the rest of the machine used meanwhile is reported too: a busy machine also
+  shares its caches and memory bandwidth, and makes every number slower.
 - The compile times come from fresh processes with a fresh NUMBA_CACHE_DIR, so they neither use nor
   disturb the cache of the installed package.
 """
@@ -166,24 +169,25 @@ def fast_rate(model, batch: int, seconds: float, cpu: bool = False) -> float:
 
 
 def naive_rate(model, seconds: float) -> float:
-    """Samples per second of the naive sampler, batch 1, with a receptive field of history (so every
+    """Samples per CPU-second of the naive sampler, batch 1, with a receptive field of history (so every
     sample pays for a full window, as in a long generation)."""
     from ..sampling import naive_generate
 
     rf = model.receptive_field
     history = np.random.default_rng(0).integers(0, model.config.quantization_channels, (1, rf))
-    dt1 = best_time(lambda: naive_generate(model, history, np.full((1, 1), 0.5), 1.0), 1)
+    dt1 = best_time(lambda: naive_generate(model, history, np.full((1, 1), 0.5), 1.0), 1, cpu=True)
     n = max(2, int(seconds / max(dt1, 1e-6)))
     u = np.random.default_rng(1).random((1, n))
-    return n / best_time(lambda: naive_generate(model, history, u, 1.0), 1)
+    return n / best_time(lambda: naive_generate(model, history, u, 1.0), 1, cpu=True)
 
 
-def sgemm_peak(n: int = 1024) -> float:
-    """GFLOP/s of an n × n × n float32 matrix product (NumPy's BLAS, the threads of this process): best of 10."""
+def sgemm_peak(n: int = 1024, cpu: bool = False) -> float:
+    """GFLOP/s of an n × n × n float32 matrix product (NumPy's BLAS, the threads of this process): best of 10,
+    by the wall clock or (cpu=True) per CPU-second of this thread."""
     a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
     out = np.empty_like(a)
     np.matmul(a, a, out=out)
-    return 2 * n**3 / best_time(lambda: np.matmul(a, a, out=out), 10) / 1e9
+    return 2 * n**3 / best_time(lambda: np.matmul(a, a, out=out), 10, cpu) / 1e9
 
 
 def weight_traffic(model, n_steps: int = 400) -> dict:
@@ -258,7 +262,7 @@ def sweep(config, depths, seconds: float, naive_seconds: float | None) -> list[d
             "layers_per_stack": layers,
             "layers": model.config.n_layers,
             "receptive_field": model.receptive_field,
-            "fast": fast_rate(model, 1, seconds),
+            "fast": fast_rate(model, 1, seconds, cpu=True),
         }
         if naive_seconds is not None:
             row["naive"] = naive_rate(model, naive_seconds)
@@ -287,7 +291,8 @@ def run_worker(args) -> dict:
     before = machine_cpu_seconds()
     t0 = time.perf_counter()
     print(f"{PROG}: sgemm peak ...", file=sys.stderr, flush=True)
-    res["sgemm_gflops"] = sgemm_peak()
+    res["sgemm_gflops"] = sgemm_peak(cpu=True)
+    res["sgemm_gflops_wall"] = sgemm_peak()
     print(f"{PROG}: fast sampler, batch 1 and {args.batch} ...", file=sys.stderr, flush=True)
     res["fast_b1"] = fast_rate(model, 1, args.seconds)
     res["fast_bn"] = fast_rate(model, args.batch, args.seconds)
@@ -348,28 +353,30 @@ def report(res: dict) -> str:
         f"D = {c.dilation_channels}, S = {c.skip_channels}, Q = {c.quantization_channels}; receptive field "
         f"{res['receptive_field']}; {macs:,} multiply-adds and {tr['dense_bytes'] / 1e6:.2f} MB of float32 "
         "weights per sample",
-        f"peak      NumPy sgemm 1024³, 1 thread: {res['sgemm_gflops']:.1f} GFLOP/s",
+        f"peak      NumPy sgemm 1024³, 1 thread: {res['sgemm_gflops']:.1f} GFLOP/s per CPU-second "
+        f"({res['sgemm_gflops_wall']:.1f} by the wall clock)",
         "",
+        "          wall clock                       per CPU-second of the sampling thread",
     ]
-    b1, bn, B = res["fast_b1"], res["fast_bn"], res["batch"]
-    lines += [
-        f"fast  batch 1   {b1:10,.0f} samples/s  {b1 / rate_hz:5.2f}× real time   {2 * macs * b1 / 1e9:5.1f} GFLOP/s"
-        f"   weights read {tr['read_bytes'] * b1 / 1e9:5.1f} GB/s ({tr['read_bytes'] / 1e6:.2f} MB/sample: "
-        f"ReLU-zero rows of W1, W2 skipped, {100 * tr['w1_rows_read']:.0f}% / {100 * tr['w2_rows_read']:.0f}% "
-        f"read; dense {tr['dense_bytes'] * b1 / 1e9:.1f} GB/s)",
-        f"fast  batch {B:<3d} {bn:10,.0f} samples/s  {bn / rate_hz:5.2f}× real time   "
-        f"{2 * macs * bn / 1e9:5.1f} GFLOP/s = {100 * 2 * macs * bn / 1e9 / res['sgemm_gflops']:.0f}% of the "
-        f"sgemm peak (total over {B} streams)",
-    ]
-    if "fast_b1_cpu" in res:
+    B, peak = res["batch"], res["sgemm_gflops"]
+    for name, wall, cpu in (
+        ("batch 1  ", res["fast_b1"], res["fast_b1_cpu"]),
+        (f"batch {B:<3d}", res["fast_bn"], res["fast_bn_cpu"]),
+    ):
         lines.append(
-            f"                per CPU-second of the sampling thread (time.thread_time, which leaves out the time "
-            f"the OS gave other processes): {res['fast_b1_cpu']:,.0f} and {res['fast_bn_cpu']:,.0f} samples/s"
+            f"fast {name} {wall:8,.0f} samples/s = {wall / rate_hz:4.2f}× real time   {cpu:8,.0f} samples/s = "
+            f"{2 * macs * cpu / 1e9:4.1f} GFLOP/s = {100 * 2 * macs * cpu / 1e9 / peak:.0f}% of the sgemm peak"
         )
+    b1 = res["fast_b1_cpu"]
+    lines.append(
+        f"          batch 1 reads {tr['read_bytes'] / 1e6:.2f} MB of weights per sample ({tr['dense_bytes'] / 1e6:.2f} "
+        f"dense; the ReLU-zero rows of W1, W2 are skipped: {100 * tr['w1_rows_read']:.0f}% / "
+        f"{100 * tr['w2_rows_read']:.0f}% read): {tr['read_bytes'] * b1 / 1e9:.1f} GB/s per CPU-second"
+    )
     if "naive_b1" in res:
         nv = res["naive_b1"]
         lines.append(
-            f"naive batch 1   {nv:10,.1f} samples/s  {nv / rate_hz:7.4f}× real time   fast is {b1 / nv:,.0f}× faster"
+            f"naive batch 1   {nv:10,.1f} samples per CPU-second   fast is {b1 / nv:,.0f}× faster (per CPU-second both)"
         )
     if "compile" in res:
         fresh, cached = res["compile"]["fresh"], res["compile"]["cached"]
@@ -381,7 +388,7 @@ def report(res: dict) -> str:
     if "sweep" in res:
         lines += [
             "",
-            f"depth sweep ({c.stacks} stacks × {args_depths(res)} layers), batch 1:",
+            f"depth sweep ({c.stacks} stacks × {args_depths(res)} layers), batch 1, per CPU-second of the thread:",
             "  layers  receptive field    fast samples/s   µs/sample"
             + ("    naive samples/s   ms/sample" if "naive" in res["sweep"][0] else ""),
         ]

@@ -350,19 +350,21 @@ def worker_time(case: dict) -> dict:
         for runner in runners.values():
             runner.step()
     times = {name: [] for name in runners}
+    cpu_times = {name: [] for name in runners}  # CPU seconds of the whole process (all its threads)
     before = other_cpu_seconds()
     wall0 = time.perf_counter()
     for _ in range(case["steps"]):
         for name, runner in runners.items():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             runner.step()
             times[name].append(time.perf_counter() - t0)
+            cpu_times[name].append(time.process_time() - c0)
     wall = time.perf_counter() - wall0
     after = other_cpu_seconds()
     if before is not None and after is not None:
         others = (after[0] - before[0]) - (after[1] - before[1])
         result["others_busy"] = max(0.0, others / (wall * (os.cpu_count() or 1)))
-    result["times"] = times
+    result["times"], result["cpu_times"] = times, cpu_times
     return result
 
 
@@ -448,7 +450,8 @@ def report(case: dict, model, timing: dict, memory: dict) -> str:
             f"{v['loss_rel_err']:.0e}, worst gradient {v['grad_rel_err']:.0e}; float32 loss {v['loss']:.6f} "
             f"(PyTorch {v['torch_loss']:.6f})"
         )
-    lines += ["", f"{'':10}{'step (median)':>14}{'samples/s':>11}{'GFLOP/s':>9}{'× floor':>9}{'peak memory':>13}"]
+    header = f"{'':10}{'step (median)':>14}{'samples/s':>11}{'GFLOP/s':>9}{'× floor':>9}{'CPU s/step':>12}"
+    lines += ["", header + f"{'peak memory':>14}"]
     medians = {}
     for name, times in timing["times"].items():
         median = float(np.median(times))
@@ -458,9 +461,10 @@ def report(case: dict, model, timing: dict, memory: dict) -> str:
         if "peak_device_bytes" in mem:
             mem_text = f"{mem['peak_device_bytes'] / 1e9:.2f} GB GPU"
         label = "minwave" if name == "minwave" else "PyTorch"
+        cpu = float(np.median(timing["cpu_times"][name]))
         lines.append(
             f"{label:<10}{median:>12.3f} s{B * T / median:>11,.0f}{step_flops / median / 1e9:>9.1f}"
-            f"{median / floor:>9.2f}{mem_text:>13}"
+            f"{median / floor:>9.2f}{cpu:>12.3f}{mem_text:>14}"
         )
     if "torch" in medians:
         ratio = medians["minwave"] / medians["torch"]
@@ -472,7 +476,8 @@ def report(case: dict, model, timing: dict, memory: dict) -> str:
     if timing.get("others_busy", 0.0) > 0.05:
         lines.append(
             f"warning   other processes kept {100 * timing['others_busy']:.0f}% of the CPUs busy while timing: "
-            "the numbers above are slower than on a quiet machine"
+            "the step times above are slower than on a quiet machine"
+            + (" (with 1 thread, CPU s/step is the step time on an idle core)" if case["threads"] == 1 else "")
         )
     return "\n".join(lines)
 
