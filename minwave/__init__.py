@@ -1,9 +1,9 @@
 """minwave: WaveNet from scratch, every gradient by hand, on NumPy or CuPy.
 
-    model = minwave.WaveNet(minwave.WaveNetConfig(), backend="numpy")   # or "cupy"
-    loss, grads = model.loss_and_grads(codes)
-    codes = minwave.generate(model, 16000)                              # Numba fast-WaveNet sampler
-    ckpt = minwave.load("runs/default/checkpoint.npz")                  # model + tag vocabulary
+model = minwave.WaveNet(minwave.WaveNetConfig(), backend="numpy")   # or "cupy"
+loss, grads = model.loss_and_grads(codes)
+codes = minwave.generate(model, 16000)                              # Numba fast-WaveNet sampler
+ckpt = minwave.load("runs/tiny-20261125-101500/checkpoint.npz")  # model + tag vocabulary
 """
 
 from .backend import BackendError, get_backend, to_host

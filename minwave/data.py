@@ -42,7 +42,6 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
 
 from .mulaw import mulaw_encode
 
@@ -147,6 +146,8 @@ def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
     x = audio.mean(axis=1)  # (T,)
     if file_rate != sample_rate and len(x) > 0:
         g = gcd(int(file_rate), int(sample_rate))
+        from scipy.signal import resample_poly  # imported here: scipy.signal costs ~1.5 s at CLI start-up
+
         x = resample_poly(x, int(sample_rate) // g, int(file_rate) // g)  # (T * sample_rate / file_rate,)
     return np.clip(x, -1.0, 1.0).astype(np.float32)
 

@@ -21,9 +21,7 @@ from IPython.display import Audio, display
 
 import minwave
 import minwave.train
-from minwave import checkpoint
 from minwave.data import load_dataset
-from minwave.sampling import generate
 from minwave.synth import ensure_builtin_dataset
 
 plt.rcParams.update({"figure.dpi": 72, "figure.figsize": (9, 3), "axes.grid": True, "grid.alpha": 0.3})
@@ -134,13 +132,13 @@ print(
 # for one clip per instrument (chapter 09 looks at this closely).
 
 # %%
-ckpt = checkpoint.load(run_dir)
+ckpt = minwave.load(run_dir)  # the checkpoint: model, tag vocabulary, step, …
 print(f"step {ckpt.step}, tags {ckpt.tag_vocab}, receptive field {ckpt.model.receptive_field} samples")
 seconds = 0.25 if QUICK else 2.0
 n = int(seconds * ckpt.sample_rate)
 tags = np.eye(len(ckpt.tag_vocab), dtype=np.float32)  # one stream per tag: rows of the identity
 start = time.perf_counter()
-codes = generate(ckpt.model, n, batch=len(ckpt.tag_vocab), tags=tags, seed=0)  # (3, n) μ-law codes
+codes = minwave.generate(ckpt.model, n, batch=len(ckpt.tag_vocab), tags=tags, seed=0)  # (3, n) μ-law codes
 print(f"generated {codes.size} samples in {time.perf_counter() - start:.1f} s")
 audio = minwave.mulaw_decode(codes)  # (3, n) floats in [-1, 1]
 

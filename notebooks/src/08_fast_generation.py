@@ -19,7 +19,7 @@ import numpy as np
 
 import minwave
 from minwave import fastgen
-from minwave.sampling import generate, naive_generate
+from minwave.sampling import naive_generate
 
 plt.rcParams.update({"figure.dpi": 72, "figure.figsize": (9, 3), "axes.grid": True, "grid.alpha": 0.3})
 
@@ -76,7 +76,7 @@ print(src[src.index("    for i in range(L):") : src.index("    if not with_head:
 # %% [markdown]
 # ## Exact agreement
 #
-# Both samplers follow one contract (see `help(minwave.sampling.generate)`): the same uniforms drawn up
+# Both samplers follow one contract (see `help(minwave.generate)`): the same uniforms drawn up
 # front from the seed, the same inverse-CDF rule in float64. So with the same seed they produce the same
 # codes. The model here is untrained, with the output biases nudged so that the output is not uniform
 # noise; agreement does not depend on training.
@@ -90,8 +90,8 @@ model.params["head.b2"] += np.random.default_rng(0).standard_normal(256).astype(
 tags = np.eye(3, dtype=np.float32)  # three streams, one per tag
 n = 300 if QUICK else 2000
 
-fast = generate(model, n, batch=3, tags=tags, seed=1, method="fast")
-naive = generate(model, n, batch=3, tags=tags, seed=1, method="naive")
+fast = minwave.generate(model, n, batch=3, tags=tags, seed=1, method="fast")
+naive = minwave.generate(model, n, batch=3, tags=tags, seed=1, method="naive")
 same = fast == naive
 print(f"{fast.shape} codes; identical: {same.all()}")
 for b in np.flatnonzero(~same.all(axis=1)):  # rare: see below
@@ -127,12 +127,12 @@ print(
 # of the fast sampler compiles it — or loads it from Numba's cache — so we warm it up before timing.)
 
 # %%
-generate(minwave.WaveNet(minwave.WaveNetConfig(stacks=1, layers_per_stack=2)), 10)  # compile / load the cache
+minwave.generate(minwave.WaveNet(minwave.WaveNetConfig(stacks=1, layers_per_stack=2)), 10)  # compile / load the cache
 
 
 def per_sample(model, method, n, prime=None):
     start = time.perf_counter()
-    generate(model, n, method=method, prime=prime)
+    minwave.generate(model, n, method=method, prime=prime)
     return (time.perf_counter() - start) / n
 
 
@@ -175,7 +175,7 @@ for name in ["tiny", "small"] + ([] if QUICK else ["paper"]):
     m = minwave.WaveNet(PRESETS[name].config(), seed=0)
     for batch in (1, 4):
         start = time.perf_counter()
-        generate(m, n, batch=batch)
+        minwave.generate(m, n, batch=batch)
         rate = batch * n / (time.perf_counter() - start)
         desc = f"{name}: {m.config.n_layers} layers, {m.config.residual_channels} ch"
         print(f"{desc:36s} {batch:5d} {rate:10.0f} {rate / m.config.sample_rate:17.2f}")
@@ -190,7 +190,7 @@ for name in ["tiny", "small"] + ([] if QUICK else ["paper"]):
 #
 # 1. Why must the fast sampler process the prime (the history given with `prime=`) sample by sample
 #    instead of all at once, even though the prime is known in advance? What does it compute for it?
-# 2. Time `generate(model, n, batch=B)` for B = 1, 2, 4, 8, 16 and plot samples per second. Where does
+# 2. Time `minwave.generate(model, n, batch=B)` for B = 1, 2, 4, 8, 16 and plot samples per second. Where does
 #    batching stop helping, and why (think of what is read from memory per step)?
 # 3. The queue of layer $l$ holds $(k-1)\,d_l$ vectors of R floats. How much memory do all the queues of
 #    the `paper` preset take per stream? Compare with the activations a training step keeps.

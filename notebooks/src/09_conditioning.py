@@ -24,7 +24,6 @@ import minwave
 from minwave import fastgen, ops
 from minwave.data import BatchSampler, load_dataset, split_by_file, validation_batches
 from minwave.presets import get_preset
-from minwave.sampling import generate
 from minwave.synth import ensure_builtin_dataset
 
 plt.rcParams.update({"figure.dpi": 72, "figure.figsize": (9, 3), "axes.grid": True, "grid.alpha": 0.3})
@@ -120,7 +119,7 @@ seconds = 0.5 if QUICK else 3.0
 n = int(seconds * dataset.sample_rate)
 per_tag = 2  # streams per tag, for the classifier below
 tag_rows = np.repeat(np.eye(dataset.n_tags, dtype=np.float32), per_tag, axis=0)  # (6, 3)
-generated = minwave.mulaw_decode(generate(model, n, batch=len(tag_rows), tags=tag_rows, seed=0))  # (6, n)
+generated = minwave.mulaw_decode(minwave.generate(model, n, batch=len(tag_rows), tags=tag_rows, seed=0))  # (6, n)
 
 fig, axes = plt.subplots(2, dataset.n_tags, figsize=(13, 5), sharex=True, sharey=True)
 for col, tag in enumerate(dataset.tag_vocab):

@@ -97,9 +97,7 @@ if GPU:
         for k in cpu_grads
     )
     print(f"CuPy  loss {gpu_loss:.6f}; largest relative gradient difference {worst:.1e}")
-    from minwave.sampling import generate
-
-    same = np.array_equal(generate(cpu, 2000, seed=0), generate(gpu, 2000, seed=0))
+    same = np.array_equal(minwave.generate(cpu, 2000, seed=0), minwave.generate(gpu, 2000, seed=0))
     print(f"fast sampler from the CPU model and from the GPU model: identical codes: {same}")
 else:
     print("(skipped: no GPU) — on a GPU this cell compares the CuPy loss and every gradient with NumPy's")
