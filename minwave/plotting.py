@@ -9,10 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only: no display needed, safe on servers and in tests
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+from matplotlib.figure import Figure  # not pyplot: no GUI backend, and a notebook's inline plots stay on
 
 
 def plot_losses(
@@ -25,26 +22,24 @@ def plot_losses(
     path = Path(path)
     train = [(r["step"], r["train_bits"]) for r in rows if r.get("train_bits") is not None]
     valid = [(r["step"], r["val_bits"]) for r in rows if r.get("val_bits") is not None]
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    try:
-        if train:
-            ax.plot(*zip(*train), label="train", color="tab:blue", alpha=0.6, linewidth=1)
-        if valid:
-            ax.plot(*zip(*valid), label="validation", color="tab:orange", marker="o", markersize=3)
-        if unigram_bits is not None:
-            ax.axhline(
-                unigram_bits, color="gray", linestyle="--", linewidth=1, label=f"unigram baseline ({unigram_bits:.2f})"
-            )
-        ax.set_xlabel("step")
-        ax.set_ylabel("bits per sample")
-        ax.set_title(title or "minwave training loss")
-        ax.grid(True, alpha=0.3)
-        ax.legend(loc="upper right")
-        fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.png")  # an image viewer never sees half a file
-        fig.savefig(tmp)
-        tmp.replace(path)
-    finally:
-        plt.close(fig)
+    fig = Figure(figsize=(7, 4), dpi=100)  # drawn by the Agg canvas on savefig, whatever pyplot is doing
+    ax = fig.subplots()
+    if train:
+        ax.plot(*zip(*train), label="train", color="tab:blue", alpha=0.6, linewidth=1)
+    if valid:
+        ax.plot(*zip(*valid), label="validation", color="tab:orange", marker="o", markersize=3)
+    if unigram_bits is not None:
+        ax.axhline(
+            unigram_bits, color="gray", linestyle="--", linewidth=1, label=f"unigram baseline ({unigram_bits:.2f})"
+        )
+    ax.set_xlabel("step")
+    ax.set_ylabel("bits per sample")
+    ax.set_title(title or "minwave training loss")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.png")  # an image viewer never sees half a file
+    fig.savefig(tmp)
+    tmp.replace(path)
     return path

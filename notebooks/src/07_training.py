@@ -89,9 +89,6 @@ start = time.perf_counter()
 status = minwave.train.main(args)
 print(f"exit status {status}, {time.perf_counter() - start:.0f} s")
 assert status == 0, "training failed: see the message above"
-# minwave.plotting (which wrote loss.png) selects matplotlib's file-only "Agg" backend when imported;
-# switch back to inline figures for the rest of the notebook
-get_ipython().run_line_magic("matplotlib", "inline")  # noqa: F821 (get_ipython: defined in notebooks)
 
 # %% [markdown]
 # ## Loss curves
