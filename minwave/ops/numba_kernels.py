@@ -10,7 +10,8 @@ every kernel to its specification. minwave.backend hands them to the ops; nothin
 
 Why they exist (measured on the 2-core benchmark machine, docs/benchmarks.md): NumPy's float32 tanh
 costs about 7 ns per element there, so the plain gate took longer than the layer's convolution
-products, and np.add.at about 0.7 µs per 32-float row, 60 times the compiled loop. Legend: N positions (batch × time, flattened), D gate channels, R channels.
+products, and np.add.at about 0.7 µs per 32-float row, 60 times the compiled loop.
+Legend: N positions (batch × time, flattened), D gate channels, R channels.
 """
 
 from __future__ import annotations
