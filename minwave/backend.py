@@ -61,6 +61,8 @@ def keep_freed_host_memory() -> bool:
     benchmark machine (docs/benchmarks.md). A fixed mmap threshold of 32 MiB (glibc's largest) and no
     trimming make arrays below 32 MiB come back from the heap, already mapped. The price: the process
     keeps its peak heap until it exits. Process-wide; glibc only. Returns whether it was applied.
+    Opt-in, because it changes the whole process: `python -m minwave.train` and the benchmark call it;
+    a library import never does.
     """
     if not sys.platform.startswith("linux"):
         return False
@@ -74,8 +76,6 @@ def keep_freed_host_memory() -> bool:
 
 def _numpy_backend() -> Backend:
     from .ops import numba_kernels  # compiled on first use (and cached on disk by Numba)
-
-    keep_freed_host_memory()
 
     return Backend(
         name="numpy",

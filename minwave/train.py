@@ -38,7 +38,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from . import checkpoint
-from .backend import BackendError, get_backend, out_of_memory_errors
+from .backend import BackendError, get_backend, keep_freed_host_memory, out_of_memory_errors
 from .checkpoint import CHECKPOINT_NAME, CheckpointError
 from .cli_errors import ArgumentParser, Interrupted, TrainingError, UsageError, run_cli, warn
 from .data import BatchSampler, DataError, load_dataset, split_by_file, unigram_bits, validation_batches
@@ -461,6 +461,7 @@ def _main(argv: list[str] | None) -> int:
 
     try:
         backend = get_backend("cupy" if args.gpu else "numpy")
+        keep_freed_host_memory()  # reuse the step's activation memory instead of faulting in fresh pages
     except BackendError as exc:
         raise BackendError(f"--gpu: {exc}") from None
 

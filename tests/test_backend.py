@@ -14,6 +14,15 @@ def test_numpy_backend_is_the_default():
     assert get_backend(b) is b
 
 
+def test_keep_freed_host_memory_applies_on_linux():
+    import sys
+
+    from minwave.backend import keep_freed_host_memory
+
+    # glibc's mallopt returns 1 on success; elsewhere the function declines and says so
+    assert keep_freed_host_memory() is sys.platform.startswith("linux")
+
+
 def test_unknown_backend_is_rejected():
     with pytest.raises(ValueError, match="numpy"):
         get_backend("jax")

@@ -211,10 +211,11 @@ class MinwaveRunner:
     """One minwave training step on a fixed batch: loss_and_grads + Adam."""
 
     def __init__(self, case: dict):
-        from ..backend import get_backend
+        from ..backend import get_backend, keep_freed_host_memory
         from ..model import WaveNet, WaveNetConfig
         from ..optim import Adam
 
+        keep_freed_host_memory()  # as python -m minwave.train does (process-wide: PyTorch's steps get it too)
         self.backend = get_backend(case["backend"])
         self.model = WaveNet(WaveNetConfig.from_dict(case["config"]), seed=0, backend=self.backend)
         rng = np.random.default_rng(1)
