@@ -183,7 +183,7 @@ class WaveNet:
         c = self.config
         rf = self.receptive_field
         lines = [
-            f"WaveNet  {c.stacks} stacks × {c.layers_per_stack} layers, kernel {c.kernel_size}, "
+            f"WaveNet  {c.stacks} stack{'s' * (c.stacks != 1)} × {c.layers_per_stack} layers, kernel {c.kernel_size}, "
             f"{self.backend.name}/{self.dtype.name}",
             f"  input   causal {c.kernel_size}-tap embedding  {c.quantization_channels} -> {c.residual_channels}",
         ]
