@@ -11,7 +11,6 @@ as 16-bit PCM (.wav, .flac or .ogg, chosen by the extension of --out).
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 
@@ -19,7 +18,15 @@ import numpy as np
 import soundfile as sf
 
 from . import checkpoint
-from .cli_errors import ArgumentParser, UsageError, run_cli
+from .cli_errors import (
+    ArgumentParser,
+    UsageError,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    run_cli,
+)
 from .mulaw import mulaw_decode
 
 PROG = "minwave.generate"
@@ -44,7 +51,7 @@ def build_parser() -> ArgumentParser:
         metavar="OUT.wav",
         help="output file (.wav, .flac or .ogg); with --batch K > 1, K files OUT_1.wav … OUT_K.wav",
     )
-    add("--seconds", type=_positive_float, default=2.0, metavar="S", help="length of each clip in seconds (default 2)")
+    add("--seconds", type=positive_float, default=2.0, metavar="S", help="length of each clip in seconds (default 2)")
     add(
         "--tags",
         metavar="TAG[,TAG…]",
@@ -53,7 +60,7 @@ def build_parser() -> ArgumentParser:
     )
     add(
         "--temperature",
-        type=_non_negative_float,
+        type=non_negative_float,
         default=1.0,
         metavar="T",
         help="divides the logits before sampling: below 1 "
@@ -61,12 +68,12 @@ def build_parser() -> ArgumentParser:
     )
     add(
         "--seed",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=0,
         metavar="N",
         help="random seed; the same seed gives the same audio (default 0)",
     )
-    add("--batch", type=_positive_int, default=1, metavar="K", help="independent clips generated together (default 1)")
+    add("--batch", type=positive_int, default=1, metavar="K", help="independent clips generated together (default 1)")
     add(
         "--method",
         choices=["fast", "naive"],
@@ -75,40 +82,6 @@ def build_parser() -> ArgumentParser:
         "naive: recompute the whole receptive field for every sample (slow, the reference)",
     )
     return parser
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(text)
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not (value >= 0 and math.isfinite(value)):
-        raise ValueError(text)
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(text)
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError(text)
-    return value
-
-
-_positive_float.__name__ = "positive number"
-_non_negative_float.__name__ = "non-negative number"
-_positive_int.__name__ = "positive integer"
-_non_negative_int.__name__ = "non-negative integer"
 
 
 def output_paths(out: Path, batch: int) -> list[Path]:

@@ -40,7 +40,19 @@ from tqdm import tqdm
 from . import checkpoint
 from .backend import BackendError, get_backend, keep_freed_host_memory, out_of_memory_errors
 from .checkpoint import CHECKPOINT_NAME, CheckpointError
-from .cli_errors import ArgumentParser, Interrupted, TrainingError, UsageError, run_cli, warn
+from .cli_errors import (
+    ArgumentParser,
+    Interrupted,
+    TrainingError,
+    UsageError,
+    fraction,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    run_cli,
+    warn,
+)
 from .data import BatchSampler, DataError, load_dataset, split_by_file, unigram_bits, validation_batches
 from .model import WaveNet, WaveNetConfig
 from .mulaw import mulaw_decode
@@ -95,24 +107,24 @@ def build_parser() -> ArgumentParser:
         help=f"JSON object overriding the preset: model fields "
         f"({', '.join(MODEL_KEYS)}) and training settings ({', '.join(TRAIN_KEYS)})",
     )
-    add("--steps", type=_positive_int, metavar="N", help=f"total training steps of the run {preset_default('steps')}")
-    add("--batch-size", type=_positive_int, metavar="B", help=f"segments per batch {preset_default('batch_size')}")
+    add("--steps", type=positive_int, metavar="N", help=f"total training steps of the run {preset_default('steps')}")
+    add("--batch-size", type=positive_int, metavar="B", help=f"segments per batch {preset_default('batch_size')}")
     add(
         "--segment",
-        type=_positive_int,
+        type=positive_int,
         metavar="T",
         help="samples predicted per segment; each segment also "
         f"carries one receptive field of context {preset_default('segment')}",
     )
     add(
         "--lr",
-        type=_positive_float,
+        type=positive_float,
         metavar="LR",
         help=f"Adam learning rate {preset_default('lr')}; lower it if the loss becomes NaN",
     )
     add(
         "--clip-norm",
-        type=_non_negative_float,
+        type=non_negative_float,
         metavar="X",
         help=f"clip the global gradient norm to X; 0 turns clipping off {preset_default('clip_norm')}",
     )
@@ -131,92 +143,50 @@ def build_parser() -> ArgumentParser:
     )
     add(
         "--seed",
-        type=_non_negative_int,
+        type=non_negative_int,
         metavar="S",
         help="seed of the initial weights, the validation split and the batches (default 0)",
     )
     add(
         "--sample-rate",
-        type=_positive_int,
+        type=positive_int,
         metavar="HZ",
         help="audio is resampled to this rate and the model generates at it (default 16000)",
     )
     add(
         "--valid-fraction",
-        type=_fraction,
+        type=fraction,
         metavar="F",
         help="fraction of the files held out for validation (default 0.1)",
     )
     add(
         "--checkpoint-every",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="save a checkpoint, generated audio and the "
         f"loss plot every N steps and at the end {preset_default('checkpoint_every')}",
     )
     add(
         "--eval-every",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help=f"validation loss every N steps and at each checkpoint {preset_default('eval_every')}",
     )
     add(
         "--log-every",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help=f"a metrics log line every N steps {preset_default('log_every')}",
     )
     add(
         "--sample-seconds",
-        type=_non_negative_float,
+        type=non_negative_float,
         metavar="S",
         help="seconds of audio generated per tag at "
         f"each checkpoint; 0 turns it off {preset_default('sample_seconds')}",
     )
     return parser
 
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(text)
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError(text)
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(text)
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not (value >= 0 and math.isfinite(value)):
-        raise ValueError(text)
-    return value
-
-
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0 < value < 1:
-        raise ValueError(text)
-    return value
-
-
-# Readable names for argparse's "invalid <type> value" messages.
-_positive_int.__name__ = "positive integer"
-_non_negative_int.__name__ = "non-negative integer"
-_positive_float.__name__ = "positive number"
-_non_negative_float.__name__ = "non-negative number"
-_fraction.__name__ = "fraction between 0 and 1"
 
 _CHECKS = {  # key -> (test, what it must be): the same rules for config files as for the command line
     "steps": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
