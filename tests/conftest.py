@@ -1,5 +1,7 @@
 """Shared fixtures: every backend-parametrised test runs on NumPy, and on CuPy when a GPU is present."""
 
+import json
+
 import pytest
 
 from minwave.backend import cupy_available, get_backend
@@ -20,3 +22,35 @@ def pytest_collection_modifyitems(config, items):
 def backend(request):
     """A minwave Backend: NumPy always, CuPy on machines with a GPU."""
     return get_backend(request.param)
+
+
+# A model and training settings small enough for end-to-end CLI tests in seconds (tests/test_cli.py,
+# tests/test_train.py): a --config file holding TEST_CONFIG.
+TEST_CONFIG = {
+    "stacks": 1,
+    "layers_per_stack": 3,
+    "residual_channels": 4,
+    "dilation_channels": 4,
+    "skip_channels": 8,
+    "quantization_channels": 32,
+    "batch_size": 2,
+    "segment": 64,
+    "log_every": 1,
+    "eval_every": 2,
+    "checkpoint_every": 2,
+    "sample_seconds": 0,
+}
+
+
+@pytest.fixture
+def builtin_cache(tmp_path_factory, monkeypatch):
+    """The built-in dataset is synthesised once per test session, into a temporary folder."""
+    monkeypatch.setenv("MINWAVE_CACHE", str(tmp_path_factory.getbasetemp() / "minwave-cache"))
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    """A --config file holding TEST_CONFIG."""
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps(TEST_CONFIG))
+    return path

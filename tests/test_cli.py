@@ -17,37 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import TEST_CONFIG
 
 from minwave import checkpoint, train
 from minwave.backend import cupy_available
 
 ROOT = Path(__file__).resolve().parents[1]
-TEST_CONFIG = {
-    "stacks": 1,
-    "layers_per_stack": 3,
-    "residual_channels": 4,
-    "dilation_channels": 4,
-    "skip_channels": 8,
-    "quantization_channels": 32,
-    "batch_size": 2,
-    "segment": 64,
-    "log_every": 1,
-    "eval_every": 2,
-    "checkpoint_every": 2,
-    "sample_seconds": 0,
-}
-
-
-@pytest.fixture(autouse=True)
-def builtin_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("MINWAVE_CACHE", str(tmp_path_factory.getbasetemp() / "minwave-cache"))
-
-
-@pytest.fixture
-def cfg(tmp_path):
-    path = tmp_path / "cfg.json"
-    path.write_text(json.dumps(TEST_CONFIG))
-    return path
+pytestmark = pytest.mark.usefixtures("builtin_cache")  # the built-in data goes to a temporary folder
 
 
 @pytest.fixture(scope="module")

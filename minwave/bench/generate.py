@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from ..cli_errors import ArgumentParser, UsageError, run_cli
+from . import cpu_name
 
 PROG = "minwave.bench generate"
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
@@ -317,16 +318,6 @@ def run_worker(args) -> dict:
 
 
 # ====================================================================================== the report
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def args_depths(res: dict) -> str:
     per_stack = [row["layers_per_stack"] for row in res["sweep"]]
     return f"{per_stack[0]} … {per_stack[-1]}"

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -43,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from ..cli_errors import ArgumentParser, CLIError, UsageError, run_cli
+from . import cpu_name
 
 PROG = "minwave.bench train"
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
@@ -417,16 +417,6 @@ def spawn(worker: str, case: dict) -> dict:
 
 
 # ====================================================================================== the report
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def report(case: dict, model, timing: dict, memory: dict) -> str:
     c = model.config
     B, T = case["batch_size"], case["segment"]
