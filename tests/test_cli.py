@@ -150,48 +150,16 @@ def test_help(capsys, monkeypatch):
 
 def test_generate_batch_seed_and_tags(tmp_path, trained, capsys, monkeypatch):
     out = tmp_path / "take.wav"
-    code, stdout, err = run_generate(
-        capsys,
-        monkeypatch,
-        "--checkpoint",
-        trained,
-        "--seconds",
-        0.02,
-        "--batch",
-        2,
-        "--tags",
-        "organ,bell",
-        "--temperature",
-        0.9,
-        "--seed",
-        3,
-        "--out",
-        out,
-    )
+    args = ("--checkpoint", trained, "--seconds", 0.02, "--batch", 2, "--tags", "organ,bell")
+    args += ("--temperature", 0.9, "--seed", 3, "--out", out)
+    code, stdout, err = run_generate(capsys, monkeypatch, *args)
     assert code == 0, err
     paths = [tmp_path / "take_1.wav", tmp_path / "take_2.wav"]
     assert stdout.split() == [str(p) for p in paths] and not out.exists()
     first = sf.read(paths[0])[0]
     assert first.shape == (320,)
 
-    code, _, _ = run_generate(
-        capsys,
-        monkeypatch,
-        "--checkpoint",
-        trained,
-        "--seconds",
-        0.02,
-        "--batch",
-        2,
-        "--tags",
-        "organ,bell",
-        "--temperature",
-        0.9,
-        "--seed",
-        3,
-        "--out",
-        out,
-    )
+    code, _, _ = run_generate(capsys, monkeypatch, *args)  # the same command again
     assert code == 0
     np.testing.assert_array_equal(sf.read(paths[0])[0], first)  # same seed, same audio
 

@@ -199,15 +199,9 @@ def weight_traffic(model, n_steps: int = 400) -> dict:
     from .. import fastgen
 
     c = model.config
-    L, k, R, D, S, Q = (
-        c.n_layers,
-        c.kernel_size,
-        c.residual_channels,
-        c.dilation_channels,
-        c.skip_channels,
-        c.quantization_channels,
-    )
-    dense = 4 * (L * k * R * 2 * D + (L - 1) * D * R + L * D * S + S * S + S * Q + k * R)  # + k embedding rows
+    k, R, S, Q = c.kernel_size, c.residual_channels, c.skip_channels, c.quantization_channels
+    # every weight is used once per sample (one multiply-add each), plus the k embedding rows looked up
+    dense = 4 * (model.macs_per_sample() + k * R)
     history = np.full((1, 1), Q // 2, dtype=np.int64)
     codes = fastgen.run(model, history, np.random.default_rng(0).random((1, n_steps)), 1.0)
     seq = np.concatenate([history, codes], axis=1)
