@@ -9,7 +9,7 @@ layer keeps the last M_l inputs it has seen in a ring buffer, its queue, so a ne
 down the stack: O(L) work, the same for every sample (docs/generation.md has the picture).
 
     h_0 = embedding of the last k codes                       (B, R)
-    for each layer l:  pre = b_l + Σ_j queue_l[t - (k-1-j)·d_l] @ W_l[j] + h_l @ W_l[k-1]    (B, 2D)
+    for each layer l:  pre = b_l + [queue_l[t - (k-1)·d_l] | … | queue_l[t - d_l] | h_l] @ W_l   (B, 2D)
                        push h_l into queue_l;  z_l = tanh(pre_f) ⊙ σ(pre_g);  h_{l+1} = h_l + z_l @ W_res + b
     logits = relu(relu([z_1 | … | z_L] @ W_skip + b) @ W_1 + b_1) @ W_2 + b_2                (B, Q)
 
@@ -44,7 +44,8 @@ class Packed(NamedTuple):
 
     emb: np.ndarray  # (k, Q, R)      input embedding, one (Q, R) table per tap
     emb_b: np.ndarray  # (R,)
-    dil_W: np.ndarray  # (L, k, R, 2D)  dilated conv, output channels [filter | gate], as in the model
+    dil_W: np.ndarray  # (L, k·R, 2D)   dilated conv, taps stacked: rows j·R … j·R+R-1 multiply h(t-(k-1-j)·d);
+    #                                   output channels [filter | gate], as in the model
     dil_b: np.ndarray  # (L, B, 2D)     dilated bias + tags @ V: global conditioning, one row per stream
     res_W: np.ndarray  # (L, D, R)      residual 1×1 (layer L-1 has none: zeros, never read)
     res_b: np.ndarray  # (L, R)
@@ -71,12 +72,12 @@ def pack(params: dict, config, tags, batch: int) -> Packed:
     def f32(a):
         return np.ascontiguousarray(a, dtype=np.float32)
 
-    dil_W = np.empty((L, k, R, 2 * D), dtype=np.float32)
+    dil_W = np.empty((L, k * R, 2 * D), dtype=np.float32)
     dil_b = np.empty((L, batch, 2 * D), dtype=np.float32)
     res_W = np.zeros((L, D, R), dtype=np.float32)
     res_b = np.zeros((L, R), dtype=np.float32)
     for i in range(L):
-        dil_W[i] = host(f"layers.{i}.dilated.W")
+        dil_W[i] = host(f"layers.{i}.dilated.W").reshape(k * R, 2 * D)  # (k, R, 2D) -> taps stacked
         bias = host(f"layers.{i}.dilated.b")[None, :]  # (1, 2D)
         if c.n_tags:
             bias = bias + np.asarray(tags, dtype=np.float64) @ host(f"layers.{i}.cond.V")  # (B, 2D)
@@ -107,6 +108,7 @@ class State(NamedTuple):
     q_start: np.ndarray  # (L,) int64
     q_len: np.ndarray  # (L,) int64    M_l = (k-1)·d_l
     h: np.ndarray  # (B, R)           the residual stream at time t, layer after layer
+    window: np.ndarray  # (B, k·R)    one layer's conv input [h(t-(k-1)·d) | … | h(t-d) | h(t)]
     pre: np.ndarray  # (B, 2D)        [filter | gate] pre-activations of one layer
     z: np.ndarray  # (B, D)           its gate output
     zs: np.ndarray  # (B, L·D)        every layer's gate output side by side: the skip product's input
@@ -129,6 +131,7 @@ def new_state(config, batch: int) -> State:
         q_start=q_start,
         q_len=q_len,
         h=np.zeros((batch, R), f32),
+        window=np.zeros((batch, c.kernel_size * R), f32),
         pre=np.zeros((batch, 2 * D), f32),
         z=np.zeros((batch, D), f32),
         zs=np.zeros((batch, c.n_layers * D), f32),
@@ -182,19 +185,22 @@ def gate(pre, z):
 def matmul_acc(x, W, y):
     """y (B, N) += x (B, K) @ W (K, N), for the layers' small matrices.
 
-    Four rows of W at a time: they are read from memory once and reused from L1 for all B streams.
-    The inner loop runs along a row of W and of y, both contiguous, so LLVM makes it SIMD
-    multiply-adds, and no sum needs a horizontal reduction at the end.
+    Eight rows of W at a time: they are read from memory once and reused from L1 for all B streams,
+    and y is loaded and stored once per eight rows. The inner loop runs along a row of W and of y,
+    both contiguous, so LLVM makes it SIMD multiply-adds, and no sum needs a horizontal reduction.
     """
     B, K = x.shape
     N = W.shape[1]
-    K4 = K - K % 4
-    for k in range(0, K4, 4):
+    K8 = K - K % 8
+    for k in range(0, K8, 8):
         for b in range(B):
             x0, x1, x2, x3 = x[b, k], x[b, k + 1], x[b, k + 2], x[b, k + 3]
+            x4, x5, x6, x7 = x[b, k + 4], x[b, k + 5], x[b, k + 6], x[b, k + 7]
             for n in range(N):
-                y[b, n] += x0 * W[k, n] + x1 * W[k + 1, n] + x2 * W[k + 2, n] + x3 * W[k + 3, n]
-    for k in range(K4, K):
+                y[b, n] += (x0 * W[k, n] + x1 * W[k + 1, n] + x2 * W[k + 2, n] + x3 * W[k + 3, n]) + (
+                    x4 * W[k + 4, n] + x5 * W[k + 5, n] + x6 * W[k + 6, n] + x7 * W[k + 7, n]
+                )
+    for k in range(K8, K):
         for b in range(B):
             x0 = x[b, k]
             for n in range(N):
@@ -271,13 +277,17 @@ def relu_rows_acc(x, W, y, rows):
             if x[b, i] > 0:
                 rows[m] = i
                 m += 1
-        m4 = m - m % 4
-        for j in range(0, m4, 4):
+        m8 = m - m % 8
+        for j in range(0, m8, 8):
             i0, i1, i2, i3 = rows[j], rows[j + 1], rows[j + 2], rows[j + 3]
+            i4, i5, i6, i7 = rows[j + 4], rows[j + 5], rows[j + 6], rows[j + 7]
             x0, x1, x2, x3 = x[b, i0], x[b, i1], x[b, i2], x[b, i3]
+            x4, x5, x6, x7 = x[b, i4], x[b, i5], x[b, i6], x[b, i7]
             for n in range(N):
-                y[b, n] += x0 * W[i0, n] + x1 * W[i1, n] + x2 * W[i2, n] + x3 * W[i3, n]
-        for j in range(m4, m):
+                y[b, n] += (x0 * W[i0, n] + x1 * W[i1, n] + x2 * W[i2, n] + x3 * W[i3, n]) + (
+                    x4 * W[i4, n] + x5 * W[i5, n] + x6 * W[i6, n] + x7 * W[i7, n]
+                )
+        for j in range(m8, m):
             i0 = rows[j]
             x0 = x[b, i0]
             for n in range(N):
@@ -308,17 +318,19 @@ def network_step(p, s, seq, t, with_head):
         M, start = s.q_len[i], s.q_start[i]
         d = M // (k - 1)
         now = t % M  # the queue row holding h_i(t - M), the oldest tap; h_i(t) replaces it below
-        # dilated conv + conditioning: pre = b + Σ_{j<k-1} h_i(t - (k-1-j)·d) @ W[j] + h_i(t) @ W[k-1]
+        # dilated conv + conditioning: pre = b + [h_i(t - (k-1)·d) | … | h_i(t)] @ W, one product for all k taps
         for b in range(B):
+            for j in range(k - 1):
+                row = now - (k - 1 - j) * d  # h_i(t - (k-1-j)·d) lives in row (t - (k-1-j)·d) mod M
+                row = start + (row + M if row < 0 else row)
+                for r in range(R):
+                    s.window[b, j * R + r] = s.queue[row, b, r]
+            for r in range(R):
+                s.window[b, (k - 1) * R + r] = h[b, r]
+                s.queue[start + now, b, r] = h[b, r]  # after reading: for tap 0 it is the same row
             for c in range(D2):
                 s.pre[b, c] = p.dil_b[i, b, c]
-        for j in range(k - 1):
-            row = now - (k - 1 - j) * d  # h_i(t - (k-1-j)·d) lives in row (t - (k-1-j)·d) mod M
-            matmul_acc(s.queue[start + (row + M if row < 0 else row)], p.dil_W[i, j], s.pre)
-        matmul_acc(h, p.dil_W[i, k - 1], s.pre)
-        for b in range(B):
-            for r in range(R):
-                s.queue[start + now, b, r] = h[b, r]
+        matmul_acc(s.window, p.dil_W[i], s.pre)
         gate(s.pre, s.z)  # z_i = tanh(f) ⊙ σ(g)   (B, D)
         for b in range(B):
             for c in range(D):
