@@ -161,22 +161,23 @@ class WaveNet:
     def num_params(self) -> int:
         return int(sum(int(np.prod(p.shape)) for p in self.params.values()))
 
+    def layer_macs(self, i: int) -> int:
+        """Multiply-adds of layer i at one position: its dilated convolution, and its residual 1×1
+        (the last layer has none)."""
+        c = self.config
+        dilated = c.kernel_size * c.residual_channels * 2 * c.dilation_channels
+        residual = c.dilation_channels * c.residual_channels if i < c.n_layers - 1 else 0
+        return dilated + residual
+
+    def output_macs(self) -> int:
+        """Multiply-adds at one output position after the layers: the skip sum and the head."""
+        c = self.config
+        S = c.skip_channels
+        return c.n_layers * c.dilation_channels * S + S * S + S * c.quantization_channels
+
     def macs_per_sample(self) -> int:
         """Multiply-adds to produce one output distribution (the embedding is a lookup: free)."""
-        c = self.config
-        k, R, D, S, Q, L = (
-            c.kernel_size,
-            c.residual_channels,
-            c.dilation_channels,
-            c.skip_channels,
-            c.quantization_channels,
-            c.n_layers,
-        )
-        dilated = L * k * R * 2 * D
-        residual = (L - 1) * D * R
-        skip = L * D * S
-        head = S * S + S * Q
-        return dilated + residual + skip + head
+        return sum(self.layer_macs(i) for i in range(self.config.n_layers)) + self.output_macs()
 
     def summary(self) -> str:
         """One screen: the layers, their dilations, receptive field, parameters and cost per sample."""

@@ -112,25 +112,11 @@ def forward_macs(model, batch: int, segment: int) -> int:
     Layer l runs on the positions its outputs are needed at (model._input_starts): fewer than the full
     row for all but the lowest layers. The skip sum and head run on the batch × segment loss positions.
     """
-    c = model.config
-    k, R, D, S, Q, L = (
-        c.kernel_size,
-        c.residual_channels,
-        c.dilation_channels,
-        c.skip_channels,
-        c.quantization_channels,
-        c.n_layers,
-    )
+    L = model.config.n_layers
     T = segment + model.receptive_field - 1  # the network's input length: the last code is only a target
     first = model._input_starts(model.receptive_field - 1)
-    macs = 0
-    for i in range(L):
-        positions = batch * (T - first[i + 1])
-        macs += positions * k * R * 2 * D  # dilated convolution
-        if i < L - 1:
-            macs += positions * D * R  # residual 1×1
-    macs += batch * segment * (L * D * S + S * S + S * Q)  # skip sum and head
-    return macs
+    macs = sum(batch * (T - first[i + 1]) * model.layer_macs(i) for i in range(L))
+    return macs + batch * segment * model.output_macs()  # skip sum and head at the loss positions
 
 
 # ====================================================================================== PyTorch mirror
