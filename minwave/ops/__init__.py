@@ -2,7 +2,8 @@
 backward(dout, cache) -> gradients in the order of forward's inputs. Derivations: docs/backprop.md.
 
 Shape legend used throughout:  B batch, T time, Q quantization classes, R residual channels,
-D dilation (gate) channels, S skip channels, k kernel size, G number of tags (global conditioning).
+D dilation (gate) channels, S skip channels, k kernel size, G number of tags (global conditioning),
+F frames and C channels of local conditioning, h its hop (samples per frame).
 """
 
 from .activations import relu_backward, relu_forward
@@ -12,6 +13,14 @@ from .gate import gate_backward, gate_forward, gated_unit_backward, gated_unit_f
 from .head import head_backward, head_forward
 from .loss import softmax_cross_entropy_backward, softmax_cross_entropy_forward
 from .residual import residual_backward, residual_forward, skip_backward, skip_forward
+from .upsample import (
+    frame_conv_backward,
+    frame_conv_forward,
+    repeat_backward,
+    repeat_forward,
+    upsample_backward,
+    upsample_forward,
+)
 
 __all__ = [
     "causal_conv_backward",
@@ -34,4 +43,10 @@ __all__ = [
     "skip_forward",
     "softmax_cross_entropy_backward",
     "softmax_cross_entropy_forward",
+    "frame_conv_backward",
+    "frame_conv_forward",
+    "repeat_backward",
+    "repeat_forward",
+    "upsample_backward",
+    "upsample_forward",
 ]
