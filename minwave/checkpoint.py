@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .files import atomic_write
 from .model import WaveNet, WaveNetConfig
 
 FORMAT = "minwave-checkpoint"
@@ -72,7 +73,9 @@ class Checkpoint:
         None for a model without tags (then `names` must be empty). Raises ValueError naming the
         known tags for an unknown name.
         """
-        names = [n for n in names]
+        names = [names] if isinstance(names, str) else list(names)  # 'organ' is one tag, not five
+        if not all(isinstance(n, str) for n in names):
+            raise ValueError(f"tag names must be strings, got {names!r}")
         if not self.tag_vocab:
             if names:
                 raise ValueError(f"this model was trained without tags; drop --tags {','.join(names)}")
@@ -139,33 +142,9 @@ def _write_npz(f, arrays: dict[str, np.ndarray]) -> None:
 
 
 def _atomic_write(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Temporary file in the same folder -> flush + fsync -> os.replace over `path`."""
+    """Temporary file in the same folder -> flush + fsync -> os.replace over `path` (files.py)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            _write_npz(f, arrays)
-            f.flush()
-            os.fsync(f.fileno())  # the bytes are on disk before the rename makes them "the" checkpoint
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # a failed save leaves no debris and the old checkpoint untouched
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable (POSIX); not possible, nor needed, on every platform."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover - e.g. Windows
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
+    atomic_write(path, lambda f: _write_npz(f, arrays))  # _write_npz looked up now: a test may replace it
 
 
 # ------------------------------------------------------------------------------------------ load
@@ -197,29 +176,61 @@ def load(path: str | os.PathLike, backend="numpy", dtype=None) -> Checkpoint:
     params = {k.removeprefix("param/"): v for k, v in arrays.items() if k.startswith("param/")}
     adam = {k.removeprefix("adam/"): v for k, v in arrays.items() if k.startswith("adam/")}
     try:
+        step, train_args, metrics, sampler_state = _check_meta(meta)
         config = WaveNetConfig.from_dict(meta["config"])
-        tag_vocab = [str(t) for t in meta["tag_vocab"]]
+        if not isinstance(meta["tag_vocab"], list) or not all(isinstance(t, str) for t in meta["tag_vocab"]):
+            raise ValueError("tag_vocab must be a list of names")
+        tag_vocab = list(meta["tag_vocab"])
         if len(tag_vocab) != config.n_tags:
             raise ValueError(f"{len(tag_vocab)} tag names for n_tags={config.n_tags}")
+        for name, value in {**params, **adam}.items():
+            if value.dtype.kind not in "fiu":
+                raise ValueError(f"{name} holds {value.dtype} values, not numbers")
+            if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+                raise ValueError(f"{name} holds NaN or infinite values, so the model would generate noise or silence")
         model = WaveNet(config, dtype=dtype or meta["dtype"], backend=backend)
         model.load_params(params)
-        step = int(meta["step"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: inconsistent checkpoint ({exc})") from None
+        raise CheckpointError(f"{path}: inconsistent checkpoint ({_reason(exc)})") from None
     return Checkpoint(
         model=model,
         tag_vocab=tag_vocab,
         step=step,
         path=path,
         optimizer_state=adam,
-        sampler_state=meta.get("sampler_state"),
-        train_args=meta.get("train_args") or {},
-        metrics=meta.get("metrics") or {},
+        sampler_state=sampler_state,
+        train_args=train_args,
+        metrics=metrics,
     )
+
+
+MAX_STEP = 2**53  # larger steps are not exact in JSON readers that use doubles
+
+
+def _check_meta(meta: dict) -> tuple[int, dict, dict, dict | None]:
+    """The metadata fields a hand-edited file may have spoilt -> (step, train_args, metrics, sampler_state)."""
+    step = meta["step"]
+    if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= MAX_STEP:
+        raise ValueError(f"step must be a whole number from 0 to 2**53, got {step!r}")
+    values = {key: meta.get(key) for key in ("train_args", "metrics", "sampler_state")}
+    for key, value in values.items():
+        if value is not None and not isinstance(value, dict):
+            raise ValueError(f"{key} must be a JSON object, got {type(value).__name__}")
+    return step, values["train_args"] or {}, values["metrics"] or {}, values["sampler_state"]
+
+
+ZIP_MAGIC = b"PK\x03\x04"  # an .npz is a zip archive of .npy files
 
 
 def _read_arrays(path: Path) -> dict[str, np.ndarray]:
     """Every array in the .npz, read with allow_pickle=False; any failure -> CheckpointError."""
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read it ({exc.strerror or _reason(exc)})") from None
+    if magic != ZIP_MAGIC:  # decided before numpy sees it: its messages suggest loading pickles "unsafely"
+        raise CheckpointError(f"{path}: not a minwave checkpoint (not an .npz archive)")
     try:
         npz = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
@@ -244,5 +255,9 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
 
 
 def _reason(exc: BaseException) -> str:
+    """The first line of an exception's text, never numpy's advice to load pickled data "unsafely"."""
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    if "pickle" in text:
+        return "it holds data that only pickle could read, which minwave never loads"
+    text = text.splitlines()[0] if text else type(exc).__name__
+    return text if len(text) <= 300 else text[:300] + " …"
