@@ -8,9 +8,15 @@
 
 What a data folder may hold
 ---------------------------
-* Audio files anywhere below the folder: .wav, .flac, .ogg (any case). Names starting with '.' are
-  skipped (editor and macOS '._' files). Each file is mixed down to mono, resampled to `sample_rate`,
-  trimmed of leading and trailing silence and μ-law encoded (mulaw.py).
+* Audio files anywhere below the folder (symlinked sub-folders are followed, each folder once): every
+  file the installed libsndfile decodes, found by trying rather than by a list of extensions: WAV,
+  FLAC, MP3, Ogg Vorbis and Opus (.ogg/.oga/.opus), AIFF, CAF, W64, AU … (soundfile.available_formats()).
+  Names starting with '.' are skipped (editor and macOS '._' files); other files that are not audio
+  are reported once, counted by extension. Each file is mixed down to mono, resampled to
+  `sample_rate`, trimmed of leading and trailing silence and μ-law encoded (mulaw.py).
+* Float files are checked: NaN or infinite samples become silence and values beyond ±1 are clipped,
+  each with a warning; a file whose decoded and resampled size would not fit in the memory available
+  (memory.py) is skipped with a warning naming it.
 * Tags, for global conditioning, from one of:
     - a `tags.csv` in the folder: header `file,tags`, one row per file, `file` relative to the folder,
       tags separated by ';' (`pluck_03.wav,pluck` or `take1.flac,piano;slow`);
@@ -32,8 +38,11 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
+import os
 import struct
 import warnings
+from collections import Counter
 from collections.abc import Callable, Sequence
 from copy import deepcopy
 from dataclasses import dataclass
@@ -43,10 +52,17 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import soundfile as sf
 
+from .memory import NotEnoughMemory, check_fits
 from .mulaw import mulaw_encode
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 TAGS_FILE = "tags.csv"
+# Extensions that promise audio: a file with one of them that fails to decode is reported by name as
+# broken; any other file is tried too, and if it fails it is only counted as "not audio". This is a
+# hint for messages, not a gate: what is read is decided by trying soundfile on the file.
+_ALIASES = {"AIFF": (".aif", ".aiff", ".aifc"), "AU": (".au", ".snd"), "OGG": (".ogg", ".oga", ".opus")}
+AUDIO_EXTENSIONS = frozenset(
+    ext for fmt in sf.available_formats() for ext in _ALIASES.get(fmt, ("." + fmt.lower(),))
+) | {".wav", ".flac", ".ogg", ".mp3"}
 
 
 class DataError(ValueError):
@@ -71,6 +87,7 @@ class Clip:
     codes: np.ndarray
     tags: tuple[str, ...] = ()
     tag_vector: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.float32))
+    format: str = ""  # libsndfile's name for the file's format: 'WAV', 'FLAC', 'MP3', 'OGG', 'AIFF', …
 
     def __len__(self) -> int:
         return len(self.codes)
@@ -101,6 +118,41 @@ class AudioDataset:
         """Tag names -> float32 (K,) multi-hot; an unknown tag raises ValueError listing the known ones."""
         return multi_hot(tags, self.tag_vocab)
 
+    def format_counts(self) -> dict[str, int]:
+        """Clips per file format, most common first: {'MP3': 12, 'WAV': 3}."""
+        return dict(Counter(c.format or "?" for c in self.clips).most_common())
+
+    def fingerprint(self) -> list[list]:
+        """What the model trains on, per clip: [path, samples, blake2b of the codes (16 hex digits), tags].
+
+        Taken after decoding, resampling and trimming, so copying the folder or touching a file does not
+        change it, while any change that would change the batches (a file added, removed, edited, or
+        re-tagged; another sample rate) does. Stored in the checkpoint; --resume compares it.
+        """
+        return [
+            [c.path, len(c), hashlib.blake2b(np.ascontiguousarray(c.codes).tobytes(), digest_size=8).hexdigest(),
+             list(c.tags)]
+            for c in self.clips
+        ]
+
+
+def fingerprint_changes(old: Sequence, new: Sequence) -> str | None:
+    """None if two fingerprints (AudioDataset.fingerprint) are equal, else one line saying what changed."""
+    old_by_path = {row[0]: list(row) for row in old}
+    new_by_path = {row[0]: list(row) for row in new}
+    if old_by_path == new_by_path:
+        return None
+    changes = []
+    for label, names in [
+        ("added", sorted(set(new_by_path) - set(old_by_path))),
+        ("removed", sorted(set(old_by_path) - set(new_by_path))),
+        ("changed", sorted(p for p in set(old_by_path) & set(new_by_path) if old_by_path[p] != new_by_path[p])),
+    ]:
+        if names:
+            shown = ", ".join(f"'{n}'" for n in names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+            changes.append(f"{len(names)} {label} ({shown})")
+    return "; ".join(changes)
+
 
 def multi_hot(tags: Sequence[str], tag_vocab: Sequence[str]) -> np.ndarray:
     """float32 (K,) with 1.0 at the position of each tag in tag_vocab."""
@@ -121,35 +173,123 @@ def _is_hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
-def find_audio_files(root: str | Path) -> list[Path]:
-    """All .wav/.flac/.ogg files (any case) below root, recursively, sorted; hidden names skipped."""
+@dataclass
+class FolderScan:
+    """Every candidate file below a data folder, and the sub-folders that could not be read."""
+
+    files: list[Path]  # sorted; hidden names and tags.csv left out
+    unreadable: list[tuple[Path, str]]  # (folder, reason)
+
+
+def scan_folder(root: str | Path) -> FolderScan:
+    """Walk root recursively, following symlinked sub-folders (each real folder once, so a link loop
+    ends); hidden names skipped. DataError if root itself cannot be listed."""
     root = Path(root)
-    found = [
-        p for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file() and not _is_hidden(p, root)
-    ]
-    return sorted(found)
+    try:
+        os.listdir(root)
+    except OSError as exc:
+        raise DataError(f"--data: cannot read folder '{root}' ({exc.strerror or exc}); check its permissions") from None
+    unreadable: list[tuple[Path, str]] = []
+    seen: set[tuple[int, int]] = set()
+    files: list[Path] = []
+    walker = os.walk(root, followlinks=True, onerror=lambda e: unreadable.append((Path(e.filename), e.strerror)))
+    for folder, subfolders, names in walker:
+        st = os.stat(folder)
+        if (st.st_dev, st.st_ino) in seen:  # a symlink back to a folder already walked
+            subfolders[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+        for name in names:
+            path = Path(folder) / name
+            if name.startswith(".") or (Path(folder) == root and name == TAGS_FILE):
+                continue
+            if path.is_file():
+                files.append(path)
+    return FolderScan(sorted(files), sorted(unreadable))
 
 
-def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
+def audio_format(path: str | Path) -> str | None:
+    """libsndfile's format name ('WAV', 'MP3', 'OGG', …) if soundfile can open the file, else None."""
+    try:
+        return sf.info(str(path)).format
+    except (RuntimeError, OSError, ValueError, EOFError, TypeError):  # sf.LibsndfileError is a RuntimeError
+        return None
+
+
+def find_audio_files(root: str | Path) -> list[Path]:
+    """Every file below root that soundfile can open as audio (decided by trying), sorted; hidden
+    names skipped, symlinked sub-folders followed."""
+    return [p for p in scan_folder(root).files if audio_format(p) is not None]
+
+
+def _default_warn(message: str) -> None:
+    warnings.warn(message, DataWarning, stacklevel=3)
+
+
+def load_audio(path: str | Path, sample_rate: int, warn: Callable[[str], None] | None = None) -> np.ndarray:
     """Read an audio file as float32 (T,) mono at `sample_rate`, clipped to [-1, 1].
 
     Channels are averaged. Resampling is polyphase with an anti-aliasing filter
     (scipy.signal.resample_poly) by the exact ratio up/down = sample_rate/file_rate reduced by their
-    gcd, e.g. 44100 -> 16000 is up 160, down 441. Raises DataError if the file cannot be decoded.
+    gcd, e.g. 44100 -> 16000 is up 160, down 441. NaN or infinite samples become 0 and samples beyond
+    ±1 are clipped, each reported through `warn` (default: a DataWarning). Raises DataError if the
+    file cannot be read or decoded, holds no finite sample, or would not fit in memory once decoded.
     """
+    return _decode(Path(path), sample_rate, warn or _default_warn)[0]
+
+
+DECODE_BYTES_PER_FRAME = 4  # float32 per channel as read; plus 4 for the mono mix
+RESAMPLE_BYTES_PER_SAMPLE = 24  # resample_poly works in float64: its input, its output and a float32 copy
+
+
+def _decode(path: Path, sample_rate: int, warn: Callable[[str], None], name: str = "") -> tuple[np.ndarray, str]:
+    """load_audio, also returning the file's format name; messages call the file `name` (default: path)."""
+    name = name or str(path)
     if int(sample_rate) != sample_rate or sample_rate < 1:
         raise ValueError(f"sample_rate must be a positive integer, got {sample_rate!r}")
     try:
+        with open(path, "rb"):  # the OS's reason (permission denied …), which libsndfile would hide
+            pass
+        info = sf.info(str(path))
+    except OSError as exc:
+        raise DataError(f"'{name}': cannot open it ({exc.strerror or exc})") from exc
+    except (RuntimeError, ValueError, EOFError, TypeError) as exc:  # sf.LibsndfileError is a RuntimeError
+        raise DataError(f"cannot read '{name}': {_reason(exc)}") from exc
+    out_frames = info.frames * sample_rate / max(info.samplerate, 1)
+    need = info.frames * (info.channels + 1) * DECODE_BYTES_PER_FRAME
+    if info.samplerate != sample_rate:
+        need += out_frames * RESAMPLE_BYTES_PER_SAMPLE
+    try:
+        check_fits(
+            need,
+            f"'{name}' ({info.frames} frames at {info.samplerate} Hz, resampled to {sample_rate} Hz)",
+            "the file is skipped",
+        )
+    except NotEnoughMemory as exc:
+        raise DataError(str(exc)) from exc
+    try:
         audio, file_rate = sf.read(str(path), dtype="float32", always_2d=True)  # (T, channels)
-    except (RuntimeError, OSError, ValueError, EOFError) as exc:  # sf.LibsndfileError is a RuntimeError
-        raise DataError(f"cannot read '{path}': {_reason(exc)}") from exc
+    except (RuntimeError, OSError, ValueError, EOFError, TypeError) as exc:
+        raise DataError(f"cannot read '{name}': {_reason(exc)}") from exc
+    bad = ~np.isfinite(audio)  # (T, channels)
+    if bad.any():
+        if bad.all():
+            raise DataError(f"'{name}': every sample is NaN or infinite")
+        warn(f"'{name}': {int(bad.sum())} samples are NaN or infinite; they are set to silence")
+        audio[bad] = 0.0
+    peak = float(np.abs(audio).max()) if audio.size else 0.0
+    if peak > 1.0:
+        over = int((np.abs(audio) > 1.0).sum())
+        warn(f"'{name}': {over} samples are beyond full scale (peak {peak:.3g}); they are clipped to ±1")
+        np.clip(audio, -1.0, 1.0, out=audio)
     x = audio.mean(axis=1)  # (T,)
     if file_rate != sample_rate and len(x) > 0:
         g = gcd(int(file_rate), int(sample_rate))
         from scipy.signal import resample_poly  # imported here: scipy.signal costs ~1.5 s at CLI start-up
 
         x = resample_poly(x, int(sample_rate) // g, int(file_rate) // g)  # (T * sample_rate / file_rate,)
-    return np.clip(x, -1.0, 1.0).astype(np.float32)
+    return np.clip(x, -1.0, 1.0).astype(np.float32), info.format  # the filter's ringing may overshoot ±1
 
 
 def _reason(exc: BaseException | None) -> str:
@@ -207,9 +347,20 @@ def _read_tags_csv(path: Path) -> dict[str, tuple[str, ...]]:
     """tags.csv -> {relative posix path: tags}. Raises DataError for a malformed file."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: accept Excel's byte-order mark
-            rows = list(csv.reader(f))
+            reader = csv.reader(f, strict=True)  # strict: an unclosed quote is an error, not a swallowed row
+            rows = list(reader)
     except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"--data: cannot read {path}: {exc}") from exc
+        raise DataError(f"--data: cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from exc
+    except csv.Error as exc:
+        raise DataError(
+            f"--data: {path} line {reader.line_num}: {exc}; check the quotes (a field that starts with \" "
+            "must end with one)"
+        ) from exc
+    for line, row in enumerate(rows, start=1):
+        if any("\n" in cell or "\r" in cell for cell in row):
+            raise DataError(
+                f"--data: {path}: a quoted field near line {line} runs over several lines; close its quote"
+            )
     header = [cell.strip().lower() for cell in rows[0]] if rows else []
     if header != ["file", "tags"]:
         raise DataError(f"--data: {path} must start with the header line 'file,tags' (got {','.join(header)!r})")
@@ -266,42 +417,44 @@ def load_dataset(
     if not root.is_dir():
         raise DataError(f"--data: '{root}' is a file, not a folder; put the audio in a folder and pass that")
 
-    files = find_audio_files(root)
-    if not files:
-        others = sorted({p.suffix.lower() for p in root.rglob("*") if p.is_file() and p.suffix})
-        hint = f" (found only {', '.join(others)} files; convert them to .wav or .flac)" if others else ""
-        raise DataError(f"--data: no audio files (.wav/.flac/.ogg) found under {root}{hint}")
+    scan = scan_folder(root)
+    for folder, reason in scan.unreadable:
+        warn(f"cannot read the folder '{folder}' ({reason}); the files in it are skipped")
+    relative = {p: PurePosixPath(p.relative_to(root).as_posix()) for p in scan.files}
 
-    relative = {p: PurePosixPath(p.relative_to(root).as_posix()) for p in files}
     tags_path = root / TAGS_FILE
-    if tags_path.is_file():
-        table = _read_tags_csv(tags_path)
-        listed = {rel.as_posix() for rel in relative.values()}
-        for name in sorted(set(table) - listed):
-            warn(f"{TAGS_FILE} lists '{name}', but there is no such audio file under {root}; row ignored")
-        unlisted = sorted(name for name in listed if name not in table)
-        if unlisted:
-            warn(f"{len(unlisted)} audio files are not in {TAGS_FILE} and get no tags, e.g. '{unlisted[0]}'")
-        tags_of = {p: table.get(rel.as_posix(), ()) for p, rel in relative.items()}
-    else:
-        tags_of = {p: _folder_tag(rel) for p, rel in relative.items()}
+    table = _read_tags_csv(tags_path) if tags_path.is_file() else None  # a malformed file fails before decoding
 
-    loaded: list[tuple[str, np.ndarray, tuple[str, ...]]] = []
-    n_failed = n_silent = n_short = 0
-    for path in files:
+    loaded: list[tuple[Path, np.ndarray, str]] = []  # (file, codes, format)
+    not_audio: Counter[str] = Counter()  # extension -> files soundfile cannot open, reported once
+    n_audio = n_failed = n_silent = n_short = 0
+    for path in scan.files:
         name = relative[path].as_posix()
         try:
-            x = load_audio(path, sample_rate)  # (T,)
+            x, fmt = _decode(path, sample_rate, warn, name)  # (T,)
         except DataError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, (RuntimeError, ValueError, EOFError)) and not isinstance(cause, NotEnoughMemory):
+                if path.suffix.lower() not in AUDIO_EXTENSIONS:  # a file that does not claim to be audio
+                    not_audio[path.suffix.lower() or "(no extension)"] += 1
+                    continue
+                warn(f"skipping '{name}': cannot decode it ({_reason(cause)})")
+            else:  # unreadable, too big for memory, or not one finite sample: the message says which
+                warn(f"skipping {exc}" if str(exc).startswith("'") else f"skipping '{name}': {exc}")
+            n_audio += 1
             n_failed += 1
-            warn(f"skipping '{name}': cannot decode it ({_reason(exc.__cause__)})")
             continue
-        truncated = _wav_truncation(path) if path.suffix.lower() == ".wav" else None
+        n_audio += 1
+        truncated = _wav_truncation(path) if fmt == "WAV" else None
         if truncated:
             warn(
                 f"'{name}' is truncated (its header promises {truncated[0]} bytes of audio, the file "
                 f"holds {truncated[1]}); using the {len(x) / sample_rate:.2f} s that are there"
             )
+        if 0 < len(x) < min_samples:  # short before any trimming: e.g. a very low --sample-rate
+            n_short += 1
+            warn(f"skipping '{name}': {len(x)} samples at {sample_rate} Hz, fewer than {min_samples}")
+            continue
         if trim_db is not None:
             x = trim_silence(x, trim_db, margin=sample_rate // 100)
         if len(x) == 0:
@@ -312,11 +465,30 @@ def load_dataset(
             n_short += 1
             warn(f"skipping '{name}': {len(x)} samples after trimming silence, fewer than {min_samples}")
             continue
-        codes = mulaw_encode(x, quantization_channels)  # (T,) int64
-        loaded.append((name, codes, tags_of[path]))
+        loaded.append((path, mulaw_encode(x, quantization_channels), fmt))  # codes: (T,) int64
+
+    if not_audio:
+        counts = ", ".join(f"{n} {ext}" for ext, n in not_audio.most_common())
+        warn(f"ignored {sum(not_audio.values())} files that are not audio libsndfile can decode: {counts}")
+    if n_audio == 0:
+        found = f" (found only {', '.join(sorted(not_audio))} files)" if not_audio else ""
+        raise DataError(
+            f"--data: no audio files found under {root}{found}; minwave reads what libsndfile decodes: "
+            "WAV, FLAC, MP3, Ogg Vorbis/Opus, AIFF, CAF, …"
+        )
+    if table is not None:
+        listed = {relative[p].as_posix() for p, _, _ in loaded}
+        for name in sorted(set(table) - listed):
+            warn(f"{TAGS_FILE} lists '{name}', but there is no such usable audio file under {root}; row ignored")
+        unlisted = sorted(name for name in listed if name not in table)
+        if unlisted:
+            warn(f"{len(unlisted)} audio files are not in {TAGS_FILE} and get no tags, e.g. '{unlisted[0]}'")
+        tags_of = {p: table.get(relative[p].as_posix(), ()) for p, _, _ in loaded}
+    else:
+        tags_of = {p: _folder_tag(relative[p]) for p, _, _ in loaded}
 
     if not loaded:
-        if n_failed == len(files):
+        if n_failed == n_audio:
             raise DataError(f"--data: no readable audio in {root} ({n_failed} files failed to load)")
         if n_short == 0:
             raise DataError(
@@ -324,12 +496,14 @@ def load_dataset(
                 f"(threshold {trim_db} dBFS) and {n_failed} failed to load"
             )
         raise DataError(
-            f"--data: all clips in {root} are shorter than the receptive field ({min_samples} samples); "
-            "use longer audio or a smaller model"
+            f"--data: all clips in {root} are shorter than the receptive field ({min_samples} samples) at "
+            f"{sample_rate} Hz; use longer audio, a smaller model or a higher sample rate"
         )
 
-    vocab = sorted({tag for _, _, tags in loaded for tag in tags})
-    clips = [Clip(name, codes, tags, multi_hot(tags, vocab)) for name, codes, tags in loaded]
+    vocab = sorted({tag for p, _, _ in loaded for tag in tags_of[p]})
+    clips = [
+        Clip(relative[p].as_posix(), codes, tags_of[p], multi_hot(tags_of[p], vocab), fmt) for p, codes, fmt in loaded
+    ]
     return AudioDataset(clips, vocab, int(sample_rate), int(quantization_channels))
 
 
