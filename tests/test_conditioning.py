@@ -1,0 +1,223 @@
+"""Local conditioning features (conditioning.py): the piano roll, the melody syntax, notes.csv and MIDI,
+and the log-mel spectrogram against librosa (a dev dependency; those tests skip without it)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from minwave import conditioning as cond
+from minwave.conditioning import ConditioningError, Note
+
+SR, HOP = 16000, 256
+
+
+# ------------------------------------------------------------------------------------------ piano roll
+def test_piano_roll_sounding_fractions_and_onsets():
+    # C4 (60) from sample 128 (half-way into frame 0) to sample 640 (a quarter into frame 2)
+    notes = [Note(128 / SR, 512 / SR, 60), Note(3 * HOP / SR, HOP / SR, 21)]
+    roll = cond.piano_roll(notes, n_samples=5 * HOP - 10, hop=HOP, sample_rate=SR)
+    assert roll.shape == (5, 176) and roll.dtype == np.float32
+    p = 60 - cond.PITCH_LOW
+    np.testing.assert_allclose(roll[:, p], [0.5, 1.0, 0.5, 0.0, 0.0])
+    np.testing.assert_array_equal(roll[:, 88 + p], [1, 0, 0, 0, 0])
+    np.testing.assert_array_equal(roll[:, 0], [0, 0, 0, 1, 0])  # A0, the lowest key, for frame 3 exactly
+    np.testing.assert_array_equal(roll[:, 88], [0, 0, 0, 1, 0])
+    assert roll.sum() == pytest.approx(0.5 + 1 + 0.5 + 1 + 1 + 1)  # nothing else is set
+
+
+def test_piano_roll_cuts_notes_at_the_end_and_caps_overlaps():
+    notes = [Note(0.0, 10.0, 69), Note(0.0, 10.0, 69), Note(9.0, 1.0, 70)]
+    roll = cond.piano_roll(notes, n_samples=2 * HOP, hop=HOP, sample_rate=SR)
+    assert roll.shape == (2, 176)
+    np.testing.assert_array_equal(roll[:, 69 - 21], [1, 1])  # two notes of one pitch: still 1
+    assert roll[:, 70 - 21].sum() == 0 and roll[:, 88 + 70 - 21].sum() == 0  # after the end: ignored
+
+
+@pytest.mark.parametrize("pitch", [20, 109, 60.5])
+def test_piano_roll_rejects_pitches_outside_the_keyboard(pitch):
+    with pytest.raises(ConditioningError, match="outside the piano roll's range 21 … 108"):
+        cond.piano_roll([Note(0.0, 1.0, pitch)], SR, HOP, SR)
+
+
+# ------------------------------------------------------------------------------------- melody syntax
+@pytest.mark.parametrize(
+    "name,number", [("C4", 60), ("A4", 69), ("F#3", 54), ("Bb2", 46), ("c-1", 0), ("B#3", 60), ("Cb4", 59)]
+)
+def test_note_names(name, number):
+    assert cond.note_number(name) == number
+
+
+def test_note_name_round_trip():
+    assert [cond.note_name(p) for p in (21, 60, 61, 108)] == ["A0", "C4", "C#4", "C8"]
+    for p in range(21, 109):
+        assert cond.note_number(cond.note_name(p)) == p
+
+
+def test_parse_melody_with_a_rest():
+    notes = cond.parse_melody("C4:0.5 E4:0.5  R:0.25\tG4:1")
+    assert notes == [Note(0.0, 0.5, 60), Note(0.5, 0.5, 64), Note(1.25, 1.0, 67)]
+    assert cond.notes_duration_s(notes) == 2.25
+
+
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("", "empty"),
+        ("   ", "empty"),
+        ("C4", "'C4' has no duration"),
+        ("C4:", "no duration"),
+        ("C4:0", "no duration"),
+        ("C4:-1", "no duration"),
+        ("C4:nan", "no duration"),
+        ("C4:inf", "no duration"),
+        ("C4:abc", "no duration"),
+        ("H4:1", "'H4:1' does not start with a note name"),
+        ("C:1", "does not start with a note name"),
+        ("C#b4:1", "does not start with a note name"),
+        ("C4,E4:1", "does not start with a note name"),
+        ("C9:1", "MIDI pitch 120 is outside"),
+        ("R:1", "only rests"),
+    ],
+)
+def test_parse_melody_errors_are_one_line(text, match):
+    with pytest.raises(ConditioningError, match=match) as info:
+        cond.parse_melody(text)
+    assert "\n" not in str(info.value)
+
+
+# -------------------------------------------------------------------------------------------- files
+def test_notes_csv_round_trip(tmp_path):
+    notes = [Note(0.0, 0.25, 60), Note(0.25, 1.5, 67)]
+    path = tmp_path / "song.notes.csv"
+    cond.write_notes_csv(path, notes)
+    assert path.read_text().splitlines()[0] == "onset_s,duration_s,midi_pitch"
+    assert cond.read_notes_csv(path) == notes
+    assert cond.read_notes(path) == notes
+    (tmp_path / "song.wav").write_bytes(b"")
+    assert cond.notes_path_for(tmp_path / "song.wav") == path
+    assert cond.notes_path_for(tmp_path / "other.wav") is None
+
+
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("", "must start with the header"),
+        ("onset,duration,pitch\n", "must start with the header"),
+        ("onset_s,duration_s,midi_pitch\n", "holds no notes"),
+        ("onset_s,duration_s,midi_pitch\n0,1\n", "line 2: expected"),
+        ("onset_s,duration_s,midi_pitch\n\n0,x,60\n", "line 3: expected"),
+        ("onset_s,duration_s,midi_pitch\n-1,1,60\n", "line 2: expected"),
+        ("onset_s,duration_s,midi_pitch\n0,0,60\n", "line 2: expected"),
+        ("onset_s,duration_s,midi_pitch\n0,1,130\n", "line 2: MIDI pitch 130"),
+    ],
+)
+def test_notes_csv_errors(tmp_path, text, match):
+    path = tmp_path / "bad.notes.csv"
+    path.write_text(text)
+    with pytest.raises(ConditioningError, match=match):
+        cond.read_notes_csv(path)
+
+
+def test_notes_csv_missing_file(tmp_path):
+    with pytest.raises(ConditioningError, match="cannot read notes file"):
+        cond.read_notes_csv(tmp_path / "nope.csv")
+
+
+def test_midi_file_through_mido(tmp_path):
+    mido = pytest.importorskip("mido")
+    midi = mido.MidiFile(ticks_per_beat=480)
+    track = mido.MidiTrack()
+    midi.tracks.append(track)
+    track.append(mido.MetaMessage("set_tempo", tempo=500000, time=0))  # 120 bpm: a beat is 0.5 s
+    track.append(mido.Message("note_on", note=60, velocity=90, time=0))
+    track.append(mido.Message("note_on", note=36, velocity=90, channel=9, time=0))  # a drum: ignored
+    track.append(mido.Message("note_off", note=60, velocity=0, time=480))
+    track.append(mido.Message("note_on", note=64, velocity=90, time=240))
+    track.append(mido.Message("note_on", note=64, velocity=0, time=960))  # velocity 0 ends a note
+    path = tmp_path / "song.mid"
+    midi.save(path)
+    notes = cond.read_notes(path)
+    assert [n.pitch for n in notes] == [60, 64]
+    np.testing.assert_allclose([(n.onset_s, n.duration_s) for n in notes], [(0.0, 0.5), (0.75, 1.0)], atol=1e-9)
+    assert cond.notes_path_for(tmp_path / "song.wav") == path
+
+
+def test_bad_midi_file_is_one_line(tmp_path):
+    pytest.importorskip("mido")
+    path = tmp_path / "bad.mid"
+    path.write_bytes(b"not a midi file")
+    with pytest.raises(ConditioningError, match="cannot read MIDI file"):
+        cond.read_midi(path)
+
+
+# ------------------------------------------------------------------------------------------ log-mel
+def test_mel_scale_round_trip():
+    f = np.array([0.0, 40.0, 999.0, 1000.0, 4000.0, 8000.0])
+    np.testing.assert_allclose(cond.mel_to_hz(cond.hz_to_mel(f)), f, rtol=1e-12, atol=1e-9)
+    assert cond.hz_to_mel(1000.0) == pytest.approx(15.0)  # 1 kHz is 15 mels on the Slaney scale
+
+
+def test_mel_filterbank_against_librosa():
+    librosa = pytest.importorskip("librosa")
+    for sr, n_fft, n_mels, fmin in [(16000, 1024, 80, 40.0), (22050, 512, 40, 0.0)]:
+        ours = cond.mel_filterbank(sr, n_fft, n_mels, fmin, sr / 2)
+        ref = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=sr / 2, dtype=np.float64)
+        np.testing.assert_allclose(ours, ref, rtol=1e-9, atol=1e-12)
+
+
+def test_log_mel_against_librosa():
+    """Our frames are centred on the middle of their hop: librosa with center=False on the same padding."""
+    librosa = pytest.importorskip("librosa")
+    rng = np.random.default_rng(0)
+    t = np.arange(7000) / SR
+    x = 0.5 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(len(t))
+    p = cond.mel_parameters(SR, HOP, 80)
+    ours = cond.log_mel(x, **p)  # (F, 80)
+    F = cond.n_frames(len(x), HOP)
+    left = p["n_fft"] // 2 - HOP // 2
+    padded = np.pad(x, (left, (F - 1) * HOP + p["n_fft"] - left - len(x)))
+    mel = librosa.feature.melspectrogram(
+        y=padded, sr=SR, n_fft=p["n_fft"], hop_length=HOP, center=False, window="hann", power=2.0,
+        n_mels=80, fmin=p["fmin"], fmax=p["fmax"], htk=False, norm="slaney", dtype=np.float64,
+    ).T  # fmt: skip
+    assert ours.shape == mel.shape == (F, 80)
+    np.testing.assert_allclose(ours, np.log(np.maximum(mel, p["floor"])), rtol=0, atol=1e-9)
+
+
+def test_log_mel_frames_are_centred_on_their_samples():
+    """A click at sample s shows up most in frame s // hop."""
+    for s in (0, 300, 1000, 2047):
+        x = np.zeros(2048)
+        x[s] = 1.0
+        lm = cond.log_mel(x, **cond.mel_parameters(SR, HOP, 40))
+        assert lm.shape == (8, 40)
+        assert int(np.argmax(lm.sum(axis=1))) == s // HOP
+
+
+def test_mel_features_scale_and_floor():
+    silence = cond.mel_features(np.zeros(1000), SR, HOP, 80)
+    assert silence.shape == (4, 80) and silence.dtype == np.float32
+    np.testing.assert_allclose(silence, (math.log(cond.LOG_MEL_FLOOR) - cond.LOG_MEL_SHIFT) / cond.LOG_MEL_SCALE)
+    tone = cond.mel_features(0.8 * np.sin(np.arange(16000) * 2 * np.pi * 440 / SR), SR, HOP, 80)
+    assert -3 < tone.min() and tone.max() < 4  # about -2 … 3, as documented
+
+
+def test_mel_filterbank_rejects_bad_band():
+    with pytest.raises(ConditioningError, match="fmin < fmax"):
+        cond.mel_filterbank(16000, 1024, 80, 100.0, 9000.0)
+
+
+# ------------------------------------------------------------------------------------- frame windows
+@pytest.mark.parametrize("start,length", [(0, 10), (300, 600), (-5, 20), (1200, 300), (-600, 100)])
+def test_frame_window_equals_the_clip_frames_with_zero_padding(start, length):
+    frames = np.arange(1, 6 * 3 + 1, dtype=np.float32).reshape(6, 3)  # 6 frames, no zeros
+    window, offset = cond.frame_window(frames, start, length, hop=100, context=1)
+    padded = np.concatenate([np.zeros((10, 3)), frames, np.zeros((10, 3))])  # frames -10 … 15
+    for i in range(length):
+        sample = start + i
+        f_clip = sample // 100
+        f_win = (offset + i) // 100
+        np.testing.assert_array_equal(window[f_win], padded[f_clip + 10])
+        for d in (-1, 1):  # the context frames either side are there too
+            np.testing.assert_array_equal(window[f_win + d], padded[f_clip + 10 + d])
