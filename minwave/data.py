@@ -601,6 +601,11 @@ class BatchSampler:
 
     Reproducible: the same clips and seed give the same batches. get_state()/set_state() save and
     restore the generator (a JSON-serialisable dict) so a resumed run continues the same sequence.
+
+    shard=(r, N): data-parallel training (distributed.py). Every rank draws the whole batch's clips and
+    starts from the same generator (a few random numbers per row) but builds only its own rows,
+    r·B/N ... (r+1)·B/N - 1. So N ranks together see exactly the rows one process sees, the batch sequence
+    does not depend on N, and one generator state (any rank's) resumes a run with any N.
     """
 
     def __init__(
@@ -612,8 +617,13 @@ class BatchSampler:
         batch_size: int,
         seed: int = 0,
         quantization_channels: int = 256,
+        shard: tuple[int, int] = (0, 1),
     ):
         _check_batch_args(clips, n_tags, segment_length, receptive_field, batch_size, quantization_channels)
+        rank, ranks = shard
+        if not (ranks >= 1 and 0 <= rank < ranks and batch_size % ranks == 0):
+            raise ValueError(f"shard {shard}: need 0 <= rank < ranks and batch_size {batch_size} divisible by ranks")
+        self.rows = slice(rank * batch_size // ranks, (rank + 1) * batch_size // ranks)  # this rank's rows
         self.clips = list(clips)
         self.n_tags = int(n_tags)
         self.row_length = int(segment_length) + int(receptive_field)
@@ -624,10 +634,11 @@ class BatchSampler:
         self.rng = np.random.default_rng(seed)
 
     def sample(self) -> tuple[np.ndarray, np.ndarray | None]:
-        """-> x int64 (B, R + S), tags float32 (B, K) or None when n_tags == 0."""
+        """-> x int64 (B, R + S), tags float32 (B, K) or None when n_tags == 0 (B/N rows with a shard)."""
         which = self.rng.choice(len(self.clips), size=self.batch_size, p=self.probabilities)  # (B,)
         last_start = np.maximum(self.lengths[which] - self.row_length, 0)  # (B,)
         starts = self.rng.integers(0, last_start + 1)  # (B,) uniform in 0..last_start
+        which, starts = which[self.rows], starts[self.rows]  # (B/N,) this rank's rows of the batch
         x = np.stack([_window(self.clips[i].codes, s, self.row_length, self.silence) for i, s in zip(which, starts)])
         tags = np.stack([self.clips[i].tag_vector for i in which]).astype(np.float32) if self.n_tags else None
         return x, tags  # (B, R + S), (B, K)
