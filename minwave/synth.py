@@ -4,8 +4,9 @@ No download: the first call to `ensure_builtin_dataset()` renders the clips with
 and writes them as ordinary 16-bit WAV files plus a `tags.csv`, so the folder is read by `data.py`
 exactly like a folder of your own recordings:
 
-    ~/.cache/minwave/builtin-music-v1-16000/
+    ~/.cache/minwave/builtin-music-v2-16000/
         bell_00.wav ... bell_11.wav  organ_00.wav ...  pluck_11.wav
+        bell_00.notes.csv ...        the score of each clip: onset_s,duration_s,midi_pitch (local conditioning)
         tags.csv                     file,tags / pluck_03.wav,pluck / ...
         manifest.json                written last: its presence marks the folder as complete
 
@@ -37,12 +38,13 @@ import numpy as np
 import soundfile as sf
 
 DATASET_NAME = "builtin-music"
-DATASET_VERSION = 1  # bump when the audio changes, so old caches are not reused
+DATASET_VERSION = 2  # bump when the files change, so old caches are not reused (2: notes.csv per clip)
 SEED = 20240517
 INSTRUMENTS = ("pluck", "organ", "bell")
 CLIPS_PER_INSTRUMENT = 12
 PEAK = 0.8  # peak-normalise every clip to this absolute amplitude
 MANIFEST = "manifest.json"
+NOTES_SUFFIX = ".notes.csv"  # pluck_03.wav's score is pluck_03.notes.csv (conditioning.NOTES_SUFFIX)
 
 # Scale steps in semitones above the root, one octave.
 SCALES = {
@@ -65,7 +67,7 @@ def default_cache_dir() -> Path:
 def ensure_builtin_dataset(root: str | Path | None = None, sample_rate: int = 16000) -> Path:
     """Return the folder of the built-in dataset under `root`, building it on first use.
 
-    root defaults to `default_cache_dir()`; the dataset lives in `root/builtin-music-v1-<rate>/`.
+    root defaults to `default_cache_dir()`; the dataset lives in `root/builtin-music-v2-<rate>/`.
     The clips are rendered directly at `sample_rate` (no resampling). The folder is built in a
     temporary sibling and renamed into place in one step, so a killed or concurrent build never
     leaves a half-written dataset; a complete folder (one with a valid manifest) is reused untouched.
@@ -112,11 +114,14 @@ def _write_dataset(folder: Path, sample_rate: int) -> None:
     for i, instrument in enumerate(INSTRUMENTS):
         for j in range(CLIPS_PER_INSTRUMENT):
             rng = np.random.default_rng([SEED, i, j])  # one stream per clip: clips are independent
-            audio = render_clip(instrument, rng, sample_rate)  # (T,)
+            audio, notes = render_clip_and_notes(instrument, rng, sample_rate)  # (T,), the score
             name = f"{instrument}_{j:02d}.wav"
             sf.write(folder / name, audio, sample_rate, subtype="PCM_16")
             rows.append(f"{name},{instrument}")
             files[name] = {"samples": len(audio), "bytes": (folder / name).stat().st_size}
+            notes_name = f"{instrument}_{j:02d}{NOTES_SUFFIX}"
+            _write_notes(folder / notes_name, notes)
+            files[notes_name] = {"samples": 0, "bytes": (folder / notes_name).stat().st_size}
     (folder / "tags.csv").write_text("file,tags\n" + "\n".join(rows) + "\n")
     files["tags.csv"] = {"samples": 0, "bytes": (folder / "tags.csv").stat().st_size}
     manifest = {
@@ -168,13 +173,25 @@ def render_clip(instrument: str, rng: np.random.Generator, sample_rate: int) -> 
     Notes are rendered one by one and overlap-added, so a note rings into the next one as far as its
     instrument lets it (bells ring on, a plucked string is damped when the next note is played).
     """
+    return render_clip_and_notes(instrument, rng, sample_rate)[0]
+
+
+def render_clip_and_notes(
+    instrument: str, rng: np.random.Generator, sample_rate: int
+) -> tuple[np.ndarray, list[tuple[float, float, int]]]:
+    """render_clip, and the score it played: [(onset_s, duration_s, midi_pitch), ...] in time order.
+
+    A note's duration is the time until the next note is played (its instrument may ring on past it).
+    """
     voice = {"pluck": pluck_note, "organ": organ_note, "bell": bell_note}[instrument]
     tail_s = {"pluck": 0.05, "organ": 0.08, "bell": 0.5}[instrument]  # last note's release (bell: ring)
     notes = random_melody(rng, instrument)
     total = int(round((sum(d for _, d in notes) + tail_s) * sample_rate))
     out = np.zeros(total, dtype=np.float64)  # (T,)
     start = 0.0
+    score = []
     for note, duration_s in notes:
+        score.append((start, duration_s, int(note)))
         wave = voice(midi_to_hz(note), duration_s, sample_rate, rng)
         i = int(round(start * sample_rate))
         n = min(len(wave), total - i)
@@ -182,7 +199,13 @@ def render_clip(instrument: str, rng: np.random.Generator, sample_rate: int) -> 
         start += duration_s
     out *= PEAK / np.max(np.abs(out))
     _fade(out, int(0.005 * sample_rate), int(0.050 * sample_rate))
-    return out.astype(np.float32)
+    return out.astype(np.float32), score
+
+
+def _write_notes(path: Path, score: list[tuple[float, float, int]]) -> None:
+    """The notes.csv format that conditioning.read_notes_csv reads (header onset_s,duration_s,midi_pitch)."""
+    rows = ["onset_s,duration_s,midi_pitch"] + [f"{t:.6f},{d:.6f},{p}" for t, d, p in score]
+    path.write_text("\n".join(rows) + "\n")
 
 
 def _fade(x: np.ndarray, n_in: int, n_out: int) -> None:

@@ -221,3 +221,33 @@ def test_frame_window_equals_the_clip_frames_with_zero_padding(start, length):
         np.testing.assert_array_equal(window[f_win], padded[f_clip + 10])
         for d in (-1, 1):  # the context frames either side are there too
             np.testing.assert_array_equal(window[f_win + d], padded[f_clip + 10 + d])
+
+
+# ------------------------------------------------------------------------------- the built-in scores
+def test_builtin_clips_come_with_their_notes(builtin_cache):
+    """Every built-in clip has a notes.csv, and an organ note's spectrum peaks at the note's pitch."""
+    import soundfile as sf
+
+    from minwave.synth import ensure_builtin_dataset, midi_to_hz
+
+    folder = ensure_builtin_dataset()
+    wavs = sorted(folder.glob("*.wav"))
+    assert len(wavs) == 36
+    checked = 0
+    for wav in wavs:
+        notes = cond.read_notes(cond.notes_path_for(wav))
+        x, sr = sf.read(str(wav))
+        end = cond.notes_duration_s(notes)
+        assert [n.onset_s for n in notes] == sorted(n.onset_s for n in notes)
+        assert 0 < len(x) / sr - end < 0.6  # the clip is the notes plus a release (a bell rings 0.5 s)
+        if not wav.name.startswith("organ"):
+            continue
+        for n in notes:
+            if n.duration_s < 0.25:
+                continue
+            seg = x[int((n.onset_s + 0.08) * sr) : int((n.onset_s + n.duration_s - 0.02) * sr)]
+            spectrum = np.abs(np.fft.rfft(seg * np.hanning(len(seg)), 8 * len(seg)))
+            peak_hz = np.argmax(spectrum) * sr / (8 * len(seg))
+            assert abs(12 * np.log2(peak_hz / midi_to_hz(n.pitch))) < 0.3, (wav.name, n)
+            checked += 1
+    assert checked > 30

@@ -28,7 +28,7 @@ def built(tmp_path_factory):
 
 def test_default_root_is_minwave_cache(built):
     folder, _ = built
-    assert folder.name == "builtin-music-v1-16000"
+    assert folder.name == "builtin-music-v2-16000"
     assert [p.name for p in folder.parent.iterdir()] == [folder.name]  # no temporary folders left behind
 
 
@@ -116,7 +116,7 @@ def test_reuse_does_not_rewrite(built):
 
 def test_incomplete_folder_is_rebuilt(tmp_path):
     folder = ensure_builtin_dataset(tmp_path, sample_rate=8000)
-    assert folder.name == "builtin-music-v1-8000"
+    assert folder.name == "builtin-music-v2-8000"
     assert sf.info(str(folder / "bell_00.wav")).samplerate == 8000
     good = (folder / "pluck_00.wav").read_bytes()
     (folder / "pluck_00.wav").write_bytes(b"damaged")  # a damaged file is noticed by its size
