@@ -56,6 +56,7 @@ from .memory import NotEnoughMemory, check_fits
 from .mulaw import mulaw_encode
 
 TAGS_FILE = "tags.csv"
+NOTES_SUFFIXES = (".notes.csv", ".mid", ".midi")  # song.wav's notes for local conditioning (conditioning.py)
 # Extensions that promise audio: a file with one of them that fails to decode is reported by name as
 # broken; any other file is tried too, and if it fails it is only counted as "not audio". This is a
 # hint for messages, not a gate: what is read is decided by trying soundfile on the file.
@@ -177,7 +178,7 @@ def _is_hidden(path: Path, root: Path) -> bool:
 class FolderScan:
     """Every candidate file below a data folder, and the sub-folders that could not be read."""
 
-    files: list[Path]  # sorted; hidden names and tags.csv left out
+    files: list[Path]  # sorted; hidden names, tags.csv and notes files (NOTES_SUFFIXES) left out
     unreadable: list[tuple[Path, str]]  # (folder, reason)
 
 
@@ -203,6 +204,8 @@ def scan_folder(root: str | Path) -> FolderScan:
         for name in names:
             path = Path(folder) / name
             if name.startswith(".") or (Path(folder) == root and name == TAGS_FILE):
+                continue
+            if name.lower().endswith(NOTES_SUFFIXES):  # an audio file's score (conditioning.py), not audio
                 continue
             if path.is_file():
                 files.append(path)
