@@ -352,24 +352,3 @@ def mel_features(audio, sample_rate: int, hop: int, n_mels: int) -> np.ndarray:
 def note_features(notes: Sequence[Note], n_samples: int, hop: int, sample_rate: int) -> np.ndarray:
     """What a note-conditioned model sees: the piano roll (F, 176) float32."""
     return piano_roll(notes, n_samples, hop, sample_rate)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Windows of frames for a stretch of samples
-
-
-def frame_window(frames: np.ndarray, start: int, length: int, hop: int, context: int) -> tuple[np.ndarray, int]:
-    """The frames a model needs to condition samples start … start+length-1 of a clip, with `context`
-    frames either side for the upsampler's convolution: (window (F', C), offset).
-
-    offset is the position of sample `start` on the window's frame grid (what model.forward calls
-    cond_offset). Frames outside the clip (before 0, at or after len(frames)) are zeros, as the
-    upsampler's convolution pads them, so a window gives exactly the clip's own upsampled values.
-    """
-    f0 = start // hop - context
-    f1 = (start + length - 1) // hop + context + 1  # exclusive
-    window = np.zeros((f1 - f0, frames.shape[1]), dtype=frames.dtype)
-    lo, hi = max(f0, 0), min(f1, len(frames))
-    if lo < hi:
-        window[lo - f0 : hi - f0] = frames[lo:hi]
-    return window, start - f0 * hop

@@ -131,8 +131,12 @@ class AudioDataset:
         re-tagged; another sample rate) does. Stored in the checkpoint; --resume compares it.
         """
         return [
-            [c.path, len(c), hashlib.blake2b(np.ascontiguousarray(c.codes).tobytes(), digest_size=8).hexdigest(),
-             list(c.tags)]
+            [
+                c.path,
+                len(c),
+                hashlib.blake2b(np.ascontiguousarray(c.codes).tobytes(), digest_size=8).hexdigest(),
+                list(c.tags),
+            ]
             for c in self.clips
         ]
 
@@ -356,14 +360,12 @@ def _read_tags_csv(path: Path) -> dict[str, tuple[str, ...]]:
         raise DataError(f"--data: cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from exc
     except csv.Error as exc:
         raise DataError(
-            f"--data: {path} line {reader.line_num}: {exc}; check the quotes (a field that starts with \" "
+            f'--data: {path} line {reader.line_num}: {exc}; check the quotes (a field that starts with " '
             "must end with one)"
         ) from exc
     for line, row in enumerate(rows, start=1):
         if any("\n" in cell or "\r" in cell for cell in row):
-            raise DataError(
-                f"--data: {path}: a quoted field near line {line} runs over several lines; close its quote"
-            )
+            raise DataError(f"--data: {path}: a quoted field near line {line} runs over several lines; close its quote")
     header = [cell.strip().lower() for cell in rows[0]] if rows else []
     if header != ["file", "tags"]:
         raise DataError(f"--data: {path} must start with the header line 'file,tags' (got {','.join(header)!r})")
@@ -707,3 +709,113 @@ def unigram_bits(clips: Sequence[Clip], quantization_channels: int = 256) -> flo
         raise ValueError("unigram_bits needs at least one sample")
     p = counts[counts > 0] / counts.sum()
     return float(-(p * np.log2(p)).sum())
+
+
+# ---------------------------------------------------------------------------------------------------
+# Batches with local conditioning (frames at one per `hop` samples beside each clip: conditioning.py)
+
+
+def frame_window(frames: np.ndarray, start: int, length: int, hop: int, context: int) -> tuple[np.ndarray, int]:
+    """The frames that condition samples start … start+length-1 of a clip, with `context` more frames
+    either side for the upsampler's convolution: (window (F', C), offset).
+
+    offset is where sample `start` lies on the window's sample grid (WaveNet.forward's cond_offset);
+    start may be negative (before the clip). Frames outside the clip are zeros, as the upsampler's
+    convolution pads them, so a window gives exactly the clip's own upsampled values.
+    """
+    f0 = start // hop - context
+    f1 = (start + length - 1) // hop + context + 1  # exclusive
+    window = np.zeros((f1 - f0, frames.shape[1]), dtype=frames.dtype)  # (F', C)
+    lo, hi = max(f0, 0), min(f1, len(frames))
+    if lo < hi:
+        window[lo - f0 : hi - f0] = frames[lo:hi]
+    return window, start - f0 * hop
+
+
+def _aligned_row(codes: np.ndarray, start: int, length: int, silence: int) -> np.ndarray:
+    """codes[start : start + length] where start may be negative: silence codes before the clip."""
+    row = np.full(length, silence, dtype=np.int64)
+    row[max(0, -start) :] = codes[max(0, start) : start + length]
+    return row
+
+
+def _aligned_last_start(n: int, row_length: int, hop: int) -> int:
+    """The last frame-aligned row start of a clip of n samples: a multiple of hop, negative (silence
+    before the clip) when the clip is shorter than a row."""
+    return (n - row_length) // hop * hop
+
+
+class LocalBatchSampler(BatchSampler):
+    """BatchSampler's rows, each with the frames that condition it: sample() -> (x, tags, cond).
+
+    frames[i] (F_i, C) belongs to clips[i] (frame f covers samples f·hop … f·hop + hop - 1). Rows start
+    on a frame boundary (a multiple of hop; before the clip for one shorter than a row, padded with
+    silence), so every row's window of frames has the same offset: `self.cond_offset` = context·hop,
+    the cond_offset to pass to the model with x. Clips are drawn as BatchSampler draws them.
+    """
+
+    def __init__(self, clips, frames, hop: int, context: int, *args, **kwargs):
+        super().__init__(clips, *args, **kwargs)
+        _check_frames(self.clips, frames, hop)
+        self.frames, self.hop, self.context = list(frames), int(hop), int(context)
+        self.cond_offset = self.context * self.hop
+
+    def sample(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """-> x int64 (B, R + S), tags float32 (B, K) or None, cond float32 (B, F', C)."""
+        which = self.rng.choice(len(self.clips), size=self.batch_size, p=self.probabilities)  # (B,)
+        last = np.array([_aligned_last_start(n, self.row_length, self.hop) for n in self.lengths[which]])
+        first = np.minimum(last, 0)  # (B,) a clip shorter than a row has one start, before it
+        starts = first + self.hop * self.rng.integers(0, (last - first) // self.hop + 1)  # (B,) multiples of hop
+        which, starts = which[self.rows], starts[self.rows]
+        x = np.stack(
+            [_aligned_row(self.clips[i].codes, s, self.row_length, self.silence) for i, s in zip(which, starts)]
+        )
+        tags = np.stack([self.clips[i].tag_vector for i in which]).astype(np.float32) if self.n_tags else None
+        cond = np.stack(
+            [frame_window(self.frames[i], s, self.row_length, self.hop, self.context)[0] for i, s in zip(which, starts)]
+        )
+        return x, tags, cond.astype(np.float32)
+
+
+def _check_frames(clips, frames, hop) -> None:
+    if int(hop) != hop or hop < 1:
+        raise ValueError(f"hop must be a positive integer, got {hop!r}")
+    if len(frames) != len(clips):
+        raise ValueError(f"{len(frames)} frame arrays for {len(clips)} clips")
+    for clip, f in zip(clips, frames):
+        if f.ndim != 2 or len(f) != -(-len(clip) // hop) or f.shape[1] != frames[0].shape[1]:
+            raise ValueError(
+                f"clip '{clip.path}': frames of shape {f.shape} do not cover {len(clip)} samples at hop {hop}"
+            )
+
+
+def local_validation_batches(
+    clips, frames, hop: int, context: int, n_tags: int, segment_length: int, receptive_field: int,
+    batch_size: int, quantization_channels: int = 256, max_rows: int = 64,
+) -> list[tuple[np.ndarray, np.ndarray | None, np.ndarray]]:  # fmt: skip
+    """validation_batches' rows, frame-aligned and with their frames: [(x, tags, cond), ...], fixed.
+
+    cond_offset is context·hop, as for LocalBatchSampler.
+    """
+    _check_batch_args(clips, n_tags, segment_length, receptive_field, batch_size, quantization_channels)
+    _check_frames(clips, frames, hop)
+    row_length = segment_length + receptive_field
+    silence = quantization_channels // 2
+    lengths = np.array([len(c) for c in clips])
+    counts = np.maximum((lengths - receptive_field) // segment_length, 1)
+    if counts.sum() > max_rows:
+        counts = np.maximum(counts * max_rows // counts.sum(), 1)
+    rows = []
+    for clip, f, n, count in zip(clips, frames, lengths, counts):
+        last = _aligned_last_start(int(n), row_length, hop)
+        for start in np.unique(np.linspace(min(last, 0), last, count) // hop * hop).astype(np.int64):
+            window = frame_window(f, int(start), row_length, hop, context)[0]
+            rows.append((_aligned_row(clip.codes, int(start), row_length, silence), clip.tag_vector, window))
+    batches = []
+    for i in range(0, len(rows), batch_size):
+        chunk = rows[i : i + batch_size]
+        x = np.stack([r[0] for r in chunk])  # (B, R + S)
+        t = np.stack([r[1] for r in chunk]).astype(np.float32) if n_tags else None  # (B, K)
+        c = np.stack([r[2] for r in chunk]).astype(np.float32)  # (B, F', C)
+        batches.append((x, t, c))
+    return batches

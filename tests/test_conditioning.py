@@ -8,6 +8,7 @@ import pytest
 
 from minwave import conditioning as cond
 from minwave.conditioning import ConditioningError, Note
+from minwave.data import frame_window
 
 SR, HOP = 16000, 256
 
@@ -212,7 +213,7 @@ def test_mel_filterbank_rejects_bad_band():
 @pytest.mark.parametrize("start,length", [(0, 10), (300, 600), (-5, 20), (1200, 300), (-600, 100)])
 def test_frame_window_equals_the_clip_frames_with_zero_padding(start, length):
     frames = np.arange(1, 6 * 3 + 1, dtype=np.float32).reshape(6, 3)  # 6 frames, no zeros
-    window, offset = cond.frame_window(frames, start, length, hop=100, context=1)
+    window, offset = frame_window(frames, start, length, hop=100, context=1)
     padded = np.concatenate([np.zeros((10, 3)), frames, np.zeros((10, 3))])  # frames -10 … 15
     for i in range(length):
         sample = start + i
@@ -251,3 +252,72 @@ def test_builtin_clips_come_with_their_notes(builtin_cache):
             assert abs(12 * np.log2(peak_hz / midi_to_hz(n.pitch))) < 0.3, (wav.name, n)
             checked += 1
     assert checked > 30
+
+
+# ------------------------------------------------------------------------------- conditioned batches
+def _clips_and_frames(hop, lengths=(1000, 130, 2500)):
+    from minwave.data import Clip
+
+    rng = np.random.default_rng(0)
+    clips = [Clip(f"c{i}.wav", rng.integers(0, 32, n)) for i, n in enumerate(lengths)]
+    frames = [rng.standard_normal((-(-n // hop), 3)).astype(np.float32) for n in lengths]
+    return clips, frames
+
+
+def _check_rows(clips, frames, hop, context, x, cond, row_length):
+    """Every row is a clip's codes at a frame-aligned start, and its frames are that start's window."""
+    for row, window in zip(x, cond):
+        hits = []
+        for clip, f in zip(clips, frames):
+            for s in range(-row_length // hop * hop, len(clip) - row_length + 1, hop):  # starts that fit
+                expected = np.full(row_length, 16)
+                expected[max(0, -s) :] = clip.codes[max(0, s) : s + row_length]
+                if np.array_equal(row, expected):
+                    w, offset = frame_window(f, s, row_length, hop, context)
+                    hits.append(np.array_equal(window, w) and offset == context * hop)
+        assert any(hits)
+
+
+def test_local_batch_sampler_rows_are_aligned_with_their_frames():
+    from minwave.data import LocalBatchSampler
+
+    hop, context, rf, seg = 40, 1, 50, 150
+    clips, frames = _clips_and_frames(hop)
+    sampler = LocalBatchSampler(clips, frames, hop, context, 0, seg, rf, 8, seed=3, quantization_channels=32)
+    assert sampler.cond_offset == 40
+    x, tags, cond = sampler.sample()
+    assert tags is None and x.shape == (8, 200) and cond.shape == (8, (200 - 1) // hop + 1 + 2, 3)
+    _check_rows(clips, frames, hop, context, x, cond, 200)
+    # a rank of a sharded sampler builds exactly its rows of the same batch
+    half = LocalBatchSampler(clips, frames, hop, context, 0, seg, rf, 8, seed=3, quantization_channels=32, shard=(1, 2))
+    again = LocalBatchSampler(clips, frames, hop, context, 0, seg, rf, 8, seed=3, quantization_channels=32)
+    x2, _, cond2 = again.sample()
+    xh, _, condh = half.sample()
+    np.testing.assert_array_equal(xh, x2[4:])
+    np.testing.assert_array_equal(condh, cond2[4:])
+
+
+def test_local_validation_batches_cover_every_clip_and_are_fixed():
+    from minwave.data import local_validation_batches
+
+    hop, context = 40, 1
+    clips, frames = _clips_and_frames(hop)
+    batches = local_validation_batches(clips, frames, hop, context, 0, 150, 50, 4, 32)
+    again = local_validation_batches(clips, frames, hop, context, 0, 150, 50, 4, 32)
+    rows = np.concatenate([b[0] for b in batches])
+    assert len(rows) >= len(clips)
+    for (x, t, c), (x2, _, c2) in zip(batches, again):
+        assert t is None
+        np.testing.assert_array_equal(x, x2)
+        np.testing.assert_array_equal(c, c2)
+        _check_rows(clips, frames, hop, context, x, c, 200)
+
+
+def test_local_batches_reject_frames_that_do_not_fit():
+    from minwave.data import LocalBatchSampler
+
+    clips, frames = _clips_and_frames(40)
+    with pytest.raises(ValueError, match="do not cover 130 samples at hop 40"):
+        LocalBatchSampler(clips, [frames[0]] * 3, 40, 1, 0, 150, 50, 8, quantization_channels=32)
+    with pytest.raises(ValueError, match="2 frame arrays for 3 clips"):
+        LocalBatchSampler(clips, frames[:2], 40, 1, 0, 150, 50, 8, quantization_channels=32)
