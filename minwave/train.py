@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import sys
 import time
@@ -37,7 +38,7 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from . import checkpoint
+from . import checkpoint, distributed
 from .backend import BackendError, get_backend, keep_freed_host_memory, out_of_memory_errors
 from .checkpoint import CHECKPOINT_NAME, CheckpointError
 from .cli_errors import (
@@ -108,7 +109,13 @@ def build_parser() -> ArgumentParser:
         f"({', '.join(MODEL_KEYS)}) and training settings ({', '.join(TRAIN_KEYS)})",
     )
     add("--steps", type=positive_int, metavar="N", help=f"total training steps of the run {preset_default('steps')}")
-    add("--batch-size", type=positive_int, metavar="B", help=f"segments per batch {preset_default('batch_size')}")
+    add(
+        "--batch-size",
+        type=positive_int,
+        metavar="B",
+        help="segments per step, all ranks together: with mpiexec -n N each rank computes B/N of them "
+        f"(docs/distributed.md) {preset_default('batch_size')}",
+    )
     add(
         "--segment",
         type=positive_int,
@@ -429,6 +436,9 @@ def _main(argv: list[str] | None) -> int:
             f"--resume: no checkpoint in {run_dir} ({ckpt_path} does not exist); start without --resume"
         )
 
+    comm = distributed.connect(gpu=args.gpu)  # MPI when started by mpiexec (one device per rank), else one process
+    if comm.rank != 0:
+        sys.stdout = open(os.devnull, "w", encoding="utf-8")  # rank 0 reports; the others print only errors
     try:
         backend = get_backend("cupy" if args.gpu else "numpy")
         keep_freed_host_memory()  # reuse the step's activation memory instead of faulting in fresh pages
@@ -440,12 +450,25 @@ def _main(argv: list[str] | None) -> int:
         ckpt = checkpoint.load(ckpt_path, backend=backend)
         settings = resume_settings(ckpt.train_args, given, run_dir, ckpt.step)
     settings["gpu"] = bool(args.gpu)
-    return train(settings, run_dir, backend, ckpt)
+    status = train(settings, run_dir, backend, ckpt, comm)
+    comm.close()  # every rank got here: end MPI normally
+    return status
 
 
-def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | None = None) -> int:
-    """The training run described by `settings` (see resolve_settings), from `ckpt` if resuming."""
-    s = settings
+def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | None = None, comm=None) -> int:
+    """The training run described by `settings` (see resolve_settings), from `ckpt` if resuming.
+
+    comm: the ranks training together (distributed.connect(); None: this process alone). Rank 0 alone
+    writes the run folder and prints."""
+    s, comm = settings, comm or distributed.SingleProcess()
+    if s["batch_size"] % comm.size:
+        if comm.rank != 0:  # every rank finds it; rank 0 says it, and its MPI_Abort ends this one
+            time.sleep(10)
+            raise SystemExit(2)
+        raise UsageError(
+            f"--batch-size {s['batch_size']} does not divide among {comm.size} ranks; "
+            f"use a multiple of {comm.size} (it is the batch of all ranks together)"
+        )
     sample_rate, Q = s["sample_rate"], s["model"]["quantization_channels"]
     receptive_field = WaveNetConfig(**s["model"], sample_rate=sample_rate).receptive_field
 
@@ -461,7 +484,8 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
     else:
         root = Path(s["data"])
         source = str(root)
-    dataset = load_dataset(root, sample_rate, Q, min_samples=receptive_field, warn=lambda m: warn(PROG, m))
+    say = (lambda m: warn(PROG, m)) if comm.rank == 0 else (lambda m: None)  # every rank loads; rank 0 warns
+    dataset = load_dataset(root, sample_rate, Q, min_samples=receptive_field, warn=say)
     try:
         train_clips, valid_clips = split_by_file(dataset, s["valid_fraction"], s["seed"])
     except ValueError as exc:
@@ -475,6 +499,7 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
 
     # ---- model, optimizer, batches: fresh, or exactly where the checkpoint left them
     model = ckpt.model if ckpt is not None else WaveNet(config, seed=s["seed"], backend=backend)
+    comm.broadcast_params(model.params)  # every rank starts from rank 0's parameters
     optimizer = Adam(model.params, lr=s["lr"], clip_norm=s["clip_norm"] or None)
     sampler = BatchSampler(
         train_clips,
@@ -484,6 +509,7 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
         s["batch_size"],
         seed=s["seed"],
         quantization_channels=Q,
+        shard=(comm.rank, comm.size),  # this rank's B/N rows of the same batch
     )
     step, wall_before, rows = 0, 0.0, []
     metrics_path, ckpt_path = run_dir / METRICS_NAME, run_dir / CHECKPOINT_NAME
@@ -500,9 +526,10 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
     )
     baseline = unigram_bits(valid_clips, Q)
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with open(metrics_path, "w", encoding="utf-8") as f:  # rewritten: drops rows a resume will redo
-        f.writelines(json.dumps(r) + "\n" for r in rows)
+    if comm.rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with open(metrics_path, "w", encoding="utf-8") as f:  # rewritten: drops rows a resume will redo
+            f.writelines(json.dumps(r) + "\n" for r in rows)
 
     tags_text = ", ".join(dataset.tag_vocab) if dataset.tag_vocab else "none"
     print(f"{PROG}: {'resuming' if ckpt else 'new run'} in {run_dir}" + (f" at step {step}" if ckpt else ""))
@@ -560,13 +587,21 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
     train_bits = None
     t_start = time.perf_counter()
     bar = tqdm(
-        total=s["steps"], initial=step, desc="train", unit="step", dynamic_ncols=True, mininterval=0.5, file=sys.stderr
+        total=s["steps"],
+        initial=step,
+        desc="train",
+        unit="step",
+        dynamic_ncols=True,
+        mininterval=0.5,
+        file=sys.stderr,
+        disable=comm.rank != 0,
     )
     try:
         while step < s["steps"]:
             t0 = time.perf_counter()
             x, tags = sampler.sample()  # (B, segment + RF), (B, G) or None
             loss, grads = model.loss_and_grads(backend.asarray(x), None if tags is None else backend.asarray(tags))
+            loss, grads = comm.allreduce_mean(loss, grads)  # over all ranks' rows (distributed.py); alone: as is
             if not math.isfinite(loss):  # stop before the update: the parameters are still the good ones
                 raise TrainingError(_diverged(f"the loss became {loss}", step + 1, saved_step, s, run_dir))
             norm = optimizer.step(model.params, grads)  # ‖g‖ before clipping
@@ -594,8 +629,9 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
                     "wall_s": round(wall_before + time.perf_counter() - t_start, 3),
                 }
                 rows.append(row)
-                with open(metrics_path, "a", encoding="utf-8") as f:
-                    f.write(json.dumps(row) + "\n")
+                if comm.rank == 0:
+                    with open(metrics_path, "a", encoding="utf-8") as f:
+                        f.write(json.dumps(row) + "\n")
                 window_bits, window_norms, window_time = [], [], 0.0
                 val = f"{val_bits:.3f}" if val_bits is not None else "-"
                 bar.set_postfix_str(
@@ -603,7 +639,7 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
                     f"{row['samples_per_s'] / 1000:.1f}k samples/s",
                     refresh=False,
                 )
-            if at_checkpoint:
+            if at_checkpoint and comm.rank == 0:
                 save_checkpoint(wall_before + time.perf_counter() - t_start, train_bits)
             bar.update(1)
     except out_of_memory_errors() as exc:
