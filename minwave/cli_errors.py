@@ -4,20 +4,27 @@
         return run_cli("minwave.train", _main, argv)
 
 Errors that are the user's to fix (a bad option, an unusable data folder or checkpoint, no GPU, a
-diverged run, out of memory) print `PROG: error: MESSAGE` and exit with 2 (bad options) or 1 (the rest);
-Ctrl-C exits with 130. Any other exception is a bug in minwave and keeps its traceback.
+diverged run, not enough memory, a file that cannot be written: full disk, no permission) print
+`PROG: error: MESSAGE` and exit with 2 (bad options) or 1 (the rest). Ctrl-C exits with 130 and
+SIGTERM with 143: run_cli turns SIGTERM into the exception `Terminated` (a KeyboardInterrupt), so both
+unwind the same way: atomic writes remove their temporary file, the last good checkpoint stays, and the
+program says what was kept. Any other exception is a bug in minwave and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import math
+import signal
 import sys
+import threading
 from collections.abc import Callable
 
 from .backend import BackendError, out_of_memory_errors
 from .checkpoint import CheckpointError
 from .data import DataError
+from .memory import NotEnoughMemory
 
 
 class CLIError(Exception):
@@ -37,9 +44,33 @@ class TrainingError(CLIError):
 
 
 class Interrupted(CLIError):
-    """Ctrl-C, with a message saying what was kept."""
+    """Ctrl-C or SIGTERM, with a message saying what was kept."""
 
     exit_code = 130
+
+    def __init__(self, message: str, exit_code: int = 130):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised wherever the program was, so that it unwinds exactly like Ctrl-C."""
+
+    exit_code = 128 + signal.SIGTERM  # 143, what a shell reports for a process ended by SIGTERM
+
+
+def interrupt_exit_code(exc: KeyboardInterrupt) -> int:
+    """143 for SIGTERM, 130 for Ctrl-C."""
+    return Terminated.exit_code if isinstance(exc, Terminated) else 130
+
+
+def interrupt_name(exc: KeyboardInterrupt) -> str:
+    return "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+
+
+def _raise_terminated(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    raise Terminated()
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -92,10 +123,35 @@ non_negative_float.__name__ = "non-negative number"
 fraction.__name__ = "fraction between 0 and 1"
 
 
+MAX_MESSAGE = 600  # characters; a longer message (a huge list in it) keeps its start and its end
+
+
 def error_line(prog: str, message: object, kind: str = "error") -> str:
-    """`prog: error: message` with the message forced onto one line."""
+    """`prog: error: message` with the message forced onto one line of at most MAX_MESSAGE characters."""
     text = " ".join(str(message).split()) or "unknown problem"
+    if len(text) > MAX_MESSAGE:
+        text = text[: MAX_MESSAGE - 200] + " … " + text[-197:]
     return f"{prog}: {kind}: {text}"
+
+
+_OS_HINTS = {
+    errno.ENOSPC: "free some disk space, or choose a folder on another disk",
+    errno.EDQUOT: "free some space in your quota, or choose another folder",
+    errno.EFBIG: "the file is larger than this filesystem or `ulimit -f` allows",
+    errno.EROFS: "the filesystem is read-only; choose another folder",
+    errno.EACCES: "check the permissions, or choose another folder",
+    errno.EPERM: "check the permissions, or choose another folder",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EISDIR: "that is a folder; give a file name",
+}
+
+
+def os_error_message(exc: OSError) -> str:
+    """'cannot write runs/x/checkpoint.npz.tmp-12: No space left on device; free some disk space …'."""
+    where = f" {exc.filename}" if exc.filename is not None else ""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    hint = _OS_HINTS.get(exc.errno)
+    return f"file system error{where}: {reason}" + (f"; {hint}" if hint else "")
 
 
 def warn(prog: str, message: object) -> None:
@@ -104,7 +160,12 @@ def warn(prog: str, message: object) -> None:
 
 
 def run_cli(prog: str, body: Callable[[list[str] | None], int | None], argv: list[str] | None) -> int:
-    """Call body(argv) and turn the errors a user can fix into one line and an exit status."""
+    """Call body(argv) and turn the errors a user can fix into one line and an exit status.
+
+    While body runs, SIGTERM raises Terminated (in the main thread; elsewhere signals cannot be caught).
+    """
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main else None
     try:
         return int(body(argv) or 0)
     except SystemExit as exc:  # --help and --version exit through argparse
@@ -112,12 +173,18 @@ def run_cli(prog: str, body: Callable[[list[str] | None], int | None], argv: lis
     except CLIError as exc:
         print(error_line(prog, exc), file=sys.stderr, flush=True)
         return exc.exit_code
-    except (DataError, CheckpointError, BackendError) as exc:
+    except (DataError, CheckpointError, BackendError, NotEnoughMemory) as exc:
         print(error_line(prog, exc), file=sys.stderr, flush=True)
         return 1
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr, flush=True)
-        return 130
+    except KeyboardInterrupt as exc:
+        print(f"{prog}: {interrupt_name(exc)}", file=sys.stderr, flush=True)
+        return interrupt_exit_code(exc)
     except out_of_memory_errors() as exc:
         print(error_line(prog, f"out of memory ({type(exc).__name__}); try smaller sizes"), file=sys.stderr)
         return 1
+    except OSError as exc:  # a full disk, a folder without write permission, a read-only filesystem …
+        print(error_line(prog, os_error_message(exc)), file=sys.stderr, flush=True)
+        return 1
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)

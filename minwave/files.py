@@ -110,3 +110,20 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> tuple[list[Path], lis
         except OSError:
             kept.append(path)
     return removed, kept
+
+
+def clean_stale_temporaries(folder: str | os.PathLike, warn: Callable[[str], None]) -> list[Path]:
+    """remove_stale_temporaries, reported through warn(one line) when there was anything; -> removed."""
+    removed, kept = remove_stale_temporaries(folder)
+    parts = []
+    if removed:
+        parts.append(
+            f"removed {len(removed)} temporary files left by killed runs ({removed[0].name}"
+            + (", …)" if len(removed) > 1 else ")")
+            + f" in {Path(folder)}"
+        )
+    if kept:
+        parts.append(f"could not remove {len(kept)} such files (e.g. {kept[0]}); delete them by hand")
+    if parts:
+        warn("; ".join(parts))
+    return removed

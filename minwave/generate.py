@@ -7,10 +7,15 @@
 This file is only the command line; the sampler itself is `minwave.generate(model, n_samples, ...)`
 in sampling.py (the Numba fast sampler by default). The audio is written at the model's sample rate
 as 16-bit PCM (.wav, .flac or .ogg, chosen by the extension of --out).
+
+Nothing is lost: each file is written atomically (files.py: a temporary file, fsync, rename), so a full
+disk, Ctrl-C or SIGTERM leaves an existing OUT.wav as it was; temporary files of killed earlier runs in
+the output folder are removed at start. The memory the clips need is checked before generating.
 """
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 
@@ -26,7 +31,10 @@ from .cli_errors import (
     positive_float,
     positive_int,
     run_cli,
+    warn,
 )
+from .files import atomic_write, clean_stale_temporaries
+from .memory import check_fits, generation_bytes
 from .mulaw import mulaw_decode
 
 PROG = "minwave.generate"
@@ -97,9 +105,20 @@ def _main(argv: list[str] | None) -> int:
     if out.suffix.lower() not in FORMATS:
         raise UsageError(f"--out: {out} must end in {', '.join(FORMATS)}")
     if out.is_dir():
-        raise UsageError(f"--out: {out} is a folder; give a file name such as {out / 'out.wav'}")
+        raise UsageError(f"--out: {out} is a folder; give a file name such as {shlex.quote(str(out / 'out.wav'))}")
+    folder = out.parent
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--out: {folder} is a file, not a folder")
 
     ckpt = checkpoint.load(args.checkpoint)
+    rate = ckpt.sample_rate
+    n = args.seconds * rate  # checked as a float first: --seconds 1e300 must not reach int()
+    check_fits(
+        generation_bytes(args.batch, n),
+        f"--seconds {args.seconds:g} × --batch {args.batch} at {rate} Hz",
+        "generate fewer --seconds or a smaller --batch",
+    )
+    n = max(int(round(n)), 1)
     names = [t.strip() for t in args.tags.split(",") if t.strip()] if args.tags is not None else None
     if names == [] and ckpt.tag_vocab:
         raise UsageError(f"--tags: give at least one tag; known tags are {', '.join(ckpt.tag_vocab)}")
@@ -112,10 +131,14 @@ def _main(argv: list[str] | None) -> int:
         raise UsageError(f"--tags: {exc}") from None
     tags = None if vector is None else np.tile(vector, (args.batch, 1))  # (K, G): the same tags per clip
 
+    try:
+        folder.mkdir(parents=True, exist_ok=True)  # before generating: a folder we cannot make fails now
+    except OSError as exc:
+        raise UsageError(f"--out: cannot create the folder {folder} ({exc.strerror or exc})") from None
+    clean_stale_temporaries(folder, lambda message: warn(PROG, message))
+
     from .sampling import generate  # Numba compiles on first use: after the cheap checks above
 
-    rate = ckpt.sample_rate
-    n = max(int(round(args.seconds * rate)), 1)
     print(
         f"{PROG}: {args.batch} × {n / rate:.2f} s at {rate} Hz from {ckpt.path} (step {ckpt.step})"
         + (f", tags {','.join(names)}" if names else ""),
@@ -132,10 +155,9 @@ def _main(argv: list[str] | None) -> int:
         progress=True,
     )  # (K, n)
     fmt, subtype = FORMATS[out.suffix.lower()]
-    out.parent.mkdir(parents=True, exist_ok=True)
     for row, path in zip(np.asarray(codes), output_paths(out, args.batch)):
-        audio = mulaw_decode(row.astype(np.int64), ckpt.config.quantization_channels)  # (n,) in [-1, 1]
-        sf.write(path, audio.astype(np.float32), rate, format=fmt, subtype=subtype)
+        audio = mulaw_decode(row.astype(np.int64), ckpt.config.quantization_channels).astype(np.float32)  # (n,)
+        atomic_write(path, lambda f, audio=audio: sf.write(f, audio, rate, format=fmt, subtype=subtype))
         print(path)
     return 0
 

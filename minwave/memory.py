@@ -29,7 +29,7 @@ def format_bytes(n: float) -> str:
     """1234567 -> '1.2 MB' (powers of 1000)."""
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if n < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}" if n < 1e6 else f"{n:.2g} {unit}"
         n /= 1000
     raise AssertionError  # unreachable
 
@@ -124,3 +124,12 @@ def check_fits(need: float, what: str, fix: str, backend=None) -> None:
             f"({source}); {fix}"
         )
 
+
+def generation_bytes(batch: int, n_samples: float) -> float:
+    """Host memory for generating `batch` clips of n_samples and writing them (sampling.generate).
+
+    The sampler draws every uniform up front, float64 (B, n), and returns int64 codes (B, n); each clip
+    is then decoded to float64 and float32 (12 bytes a sample) and its codes copied to int64 (8 more).
+    The network's own state is a few KB per stream and is left out.
+    """
+    return batch * n_samples * 16 + n_samples * 20

@@ -29,6 +29,7 @@ import json
 import math
 import os
 import re
+import shlex
 import sys
 import time
 from datetime import datetime
@@ -47,14 +48,27 @@ from .cli_errors import (
     TrainingError,
     UsageError,
     fraction,
+    interrupt_exit_code,
+    interrupt_name,
     non_negative_float,
     non_negative_int,
+    os_error_message,
     positive_float,
     positive_int,
     run_cli,
     warn,
 )
-from .data import BatchSampler, DataError, load_dataset, split_by_file, unigram_bits, validation_batches
+from .data import (
+    BatchSampler,
+    DataError,
+    fingerprint_changes,
+    load_dataset,
+    split_by_file,
+    unigram_bits,
+    validation_batches,
+)
+from .files import atomic_write_text, clean_stale_temporaries, temporary_path
+from .memory import check_fits, generation_bytes
 from .model import WaveNet, WaveNetConfig
 from .mulaw import mulaw_decode
 from .optim import Adam
@@ -448,11 +462,78 @@ def _main(argv: list[str] | None) -> int:
     ckpt = None
     if args.resume:
         ckpt = checkpoint.load(ckpt_path, backend=backend)
+        _check_stored_settings(ckpt)
         settings = resume_settings(ckpt.train_args, given, run_dir, ckpt.step)
     settings["gpu"] = bool(args.gpu)
+    _check_step_memory(settings, backend)  # before any data is loaded or memory spent
+    if comm.rank == 0:  # rank 0 alone writes the run folder
+        _prepare_run_dir(run_dir, settings["data"])
     status = train(settings, run_dir, backend, ckpt, comm)
     comm.close()  # every rank got here: end MPI normally
     return status
+
+
+_STORED_CHECKS = {  # what a checkpoint's training settings must look like, beyond _CHECKS
+    "data": (lambda v: v is None or isinstance(v, str), "a folder name or null"),
+    "preset": (lambda v: v in PRESETS, f"one of {', '.join(PRESETS)}"),
+    "model": (lambda v: isinstance(v, dict), "a JSON object of model fields"),
+    "sample_rate": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+    "seed": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
+    "valid_fraction": (lambda v: isinstance(v, (int, float)) and 0 < v < 1, "a number between 0 and 1"),
+    "data_fingerprint": (lambda v: isinstance(v, list) and all(isinstance(r, list) and r for r in v), "a list"),
+}
+
+
+def _check_stored_settings(ckpt: checkpoint.Checkpoint) -> None:
+    """A hand-edited checkpoint gets one line naming the setting, never a traceback later."""
+    for key, value in ckpt.train_args.items():
+        if key not in _CHECKS and key not in _STORED_CHECKS:
+            continue  # "gpu", and settings a later minwave may add
+        test, must = _CHECKS.get(key) or _STORED_CHECKS[key]
+        if isinstance(value, bool) or not test(value):
+            raise CheckpointError(
+                f"{ckpt.path}: its training setting {key} is {value!r}, not {must}, so the run cannot be "
+                "resumed (was the file edited?); it can still be used for generation"
+            )
+    wall = ckpt.metrics.get("wall_s", 0.0)
+    if isinstance(wall, bool) or not isinstance(wall, (int, float)) or not 0 <= wall < math.inf:
+        raise CheckpointError(f"{ckpt.path}: its metrics wall_s is {wall!r}, not a number of seconds >= 0")
+
+
+PEAK_OVER_ACTIVATIONS = 1.5  # a step's measured peak is 1.2-1.5 × activation_bytes (tiny and small presets)
+
+
+def _check_step_memory(s: dict, backend) -> None:
+    """NotEnoughMemory, naming the options, if one training step would not fit (memory.py)."""
+    config = WaveNetConfig(**s["model"], sample_rate=s["sample_rate"])
+    check_fits(
+        PEAK_OVER_ACTIVATIONS * activation_bytes(config, s["batch_size"], s["segment"]),
+        f"a training step with --batch-size {s['batch_size']} and --segment {s['segment']}",
+        "try a smaller --batch-size or --segment",
+        backend,
+    )
+
+
+def _prepare_run_dir(run_dir: Path, data: str | None) -> None:
+    """Refuse an --out inside --data, make the folder, prove it is writable, remove what killed runs
+    left. Done before the data is loaded, so a bad --out costs no time."""
+    if data is not None:
+        run_real, data_real = run_dir.resolve(), Path(data).resolve()
+        if run_real == data_real or data_real in run_real.parents:
+            raise UsageError(
+                f"--out {run_dir} is inside --data {data}: the run's own samples would become training "
+                "data; choose an --out outside it"
+            )
+    probe = temporary_path(run_dir / ".minwave-write-test")  # a kill leaves it to the stale-file cleanup
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with open(probe, "wb") as f:
+            f.write(b"minwave checks that it can write here\n")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"--out: cannot write in {run_dir}: {os_error_message(exc)}") from None
+    for folder in (run_dir, run_dir / SAMPLES_DIR):
+        clean_stale_temporaries(folder, lambda m: warn(PROG, m))
 
 
 def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | None = None, comm=None) -> int:
@@ -490,6 +571,19 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
         train_clips, valid_clips = split_by_file(dataset, s["valid_fraction"], s["seed"])
     except ValueError as exc:
         raise DataError(f"--data: cannot hold out validation audio: {exc}; add more or longer files") from None
+    if ckpt is not None and "data_fingerprint" in s:  # older checkpoints have none: nothing to compare
+        changes = fingerprint_changes(s["data_fingerprint"], dataset.fingerprint())
+        if changes:
+            raise DataError(
+                f"--resume: the data in {source} changed since this run started ({changes}), so resuming "
+                "would not continue the same run; restore the data, or start a new run with another --out"
+            )
+    s["data_fingerprint"] = dataset.fingerprint()  # saved with the settings in every checkpoint
+    check_fits(
+        generation_bytes(max(dataset.n_tags, 1), s["sample_seconds"] * sample_rate),
+        f"--sample-seconds {s['sample_seconds']:g} for {max(dataset.n_tags, 1)} tag(s) at every checkpoint",
+        "lower --sample-seconds (0 turns the samples off)",
+    )
     config = WaveNetConfig(**s["model"], n_tags=dataset.n_tags, sample_rate=sample_rate)
     if ckpt is not None and (ckpt.tag_vocab != dataset.tag_vocab or ckpt.config != config):
         raise DataError(
@@ -528,13 +622,14 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
 
     if comm.rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
-        with open(metrics_path, "w", encoding="utf-8") as f:  # rewritten: drops rows a resume will redo
-            f.writelines(json.dumps(r) + "\n" for r in rows)
+        atomic_write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in rows))  # drops rows a resume redoes
 
     tags_text = ", ".join(dataset.tag_vocab) if dataset.tag_vocab else "none"
     print(f"{PROG}: {'resuming' if ckpt else 'new run'} in {run_dir}" + (f" at step {step}" if ckpt else ""))
     print(
-        f"data      {source}: {len(dataset.clips)} clips, {dataset.seconds:.1f} s at {sample_rate} Hz, "
+        f"data      {source}: {len(dataset.clips)} clips "
+        f"({', '.join(f'{n} {fmt}' for fmt, n in dataset.format_counts().items())}), "
+        f"{dataset.seconds:.1f} s at {sample_rate} Hz, "
         f"tags: {tags_text}"
     )
     print(
@@ -647,14 +742,12 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
             f"out of memory ({type(exc).__name__}) with --batch-size {s['batch_size']} and --segment {s['segment']} "
             f"(activations ≈ {format_bytes(act)}); try a smaller --batch-size or --segment"
         ) from None
-    except KeyboardInterrupt:
-        if saved_step is None:
-            kept = "no checkpoint was saved yet"
-        else:
-            kept = (
-                f"{ckpt_path} holds step {saved_step}; continue with: python -m minwave.train --resume --out {run_dir}"
-            )
-        raise Interrupted(f"interrupted at step {step}; {kept}") from None
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (cli_errors.Terminated)
+        kept = _kept(saved_step, ckpt_path, run_dir)
+        raise Interrupted(f"{interrupt_name(exc)} at step {step}; {kept}", interrupt_exit_code(exc)) from None
+    except OSError as exc:  # a full disk or a lost folder while writing the log, a checkpoint or samples
+        kept = _kept(saved_step, ckpt_path, run_dir)
+        raise TrainingError(f"{os_error_message(exc)} (at step {step}); {kept}") from None
     finally:
         bar.close()
 
@@ -674,6 +767,16 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
     example_tag = f" --tags {dataset.tag_vocab[0]}" if dataset.tag_vocab else ""
     print(f"generate  python -m minwave.generate --checkpoint {ckpt_path}{example_tag} --seconds 4 --out out.wav")
     return 0
+
+
+def _kept(saved_step: int | None, ckpt_path: Path, run_dir: Path) -> str:
+    """What an interrupted or failed run leaves: which checkpoint, and the command that continues it."""
+    if saved_step is None:
+        return "no checkpoint was saved yet"
+    return (
+        f"{ckpt_path} holds step {saved_step}; continue with: "
+        f"python -m minwave.train --resume --out {shlex.quote(str(run_dir))}"
+    )
 
 
 def _diverged(what: str, step: int, saved_step: int | None, s: dict, run_dir: Path) -> str:
