@@ -43,6 +43,7 @@ class Backend:
     fused_gate_forward: Callable[[Any], Any] | None = None
     fused_gate_backward: Callable[[Any, Any, Any], Any] | None = None
     device_memory_held: Callable[[], int] | None = None  # bytes the GPU memory pool holds (None on the CPU)
+    device_memory_free: Callable[[], int] | None = None  # bytes still allocatable on the GPU (None on the CPU)
 
     def asarray(self, a, dtype=None):
         """Host (or same-backend) data -> an array of this backend."""
@@ -145,6 +146,8 @@ def _cupy_backend() -> Backend:
         fused_gate_forward=gate_forward,
         fused_gate_backward=gate_backward,
         device_memory_held=lambda: cupy.get_default_memory_pool().total_bytes(),
+        # free on the device, plus what CuPy's pool holds but no array uses (it is reused first)
+        device_memory_free=lambda: cupy.cuda.runtime.memGetInfo()[0] + cupy.get_default_memory_pool().free_bytes(),
     )
 
 

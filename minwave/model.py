@@ -144,6 +144,8 @@ class WaveNet:
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
         self.backend: Backend = get_backend(backend)
         self.xp = self.backend.xp
         host = init_params(self.config, seed)
@@ -247,6 +249,8 @@ class WaveNet:
             raise ValueError(
                 f"tags must have shape (batch, n_tags) = ({x.shape[0]}, {c.n_tags}), got {tuple(tags.shape)}"
             )
+        if not bool(xp.isfinite(tags).all()):  # as generate() does: a NaN tag would make every output NaN
+            raise ValueError("tags must be finite numbers (multi-hot 0/1), got NaN or infinity")
         return x, tags
 
     # ------------------------------------------------------------------ forward / backward

@@ -60,5 +60,7 @@ def mulaw_decode(codes, quantization_channels: int = 256):
     codes = xp.asarray(codes)
     if codes.dtype.kind not in "iu":
         raise ValueError(f"mulaw_decode expects integer codes, got dtype {codes.dtype}")
+    if codes.size and bool(((codes < 0) | (codes >= q)).any()):  # code 300 would decode to 6.9, not audio
+        raise ValueError(f"mulaw_decode expects codes in 0..{q - 1}, got values outside that range")
     y = (codes.astype(xp.float64) + 0.5) / q * 2.0 - 1.0
     return mulaw_expand(y, q)

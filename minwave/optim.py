@@ -11,6 +11,7 @@ np.savez and no pickle.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -41,6 +42,8 @@ class Adam:
         eps: float = 1e-8,
         clip_norm: float | None = None,
     ):
+        if not isinstance(params, Mapping):
+            raise TypeError(f"params must be a dict of name -> array (model.params), got {type(params).__name__}")
         if not lr > 0:
             raise ValueError(f"lr must be > 0, got {lr}")
         if not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
@@ -56,8 +59,13 @@ class Adam:
 
     def step(self, params: dict, grads: dict) -> float:
         """One update of every parameter in place; returns the gradient norm before clipping."""
+        if not isinstance(grads, Mapping) or not isinstance(params, Mapping):
+            raise TypeError("params and grads must be dicts of name -> array")
         if set(grads) != set(params):
-            raise ValueError(f"grads and params differ in keys: {sorted(set(grads) ^ set(params))}")
+            raise ValueError(f"grads and params differ in keys: {_few(set(grads) ^ set(params))}")
+        for name, p in params.items():  # a broadcastable gradient would silently update the wrong way
+            if tuple(grads[name].shape) != tuple(p.shape):
+                raise ValueError(f"gradient {name}: shape {tuple(grads[name].shape)} != parameter {tuple(p.shape)}")
         norm = global_norm(grads)
         scale = 1.0
         if self.clip_norm is not None and norm > self.clip_norm:
@@ -89,12 +97,24 @@ class Adam:
     def load_state_dict(self, state: dict) -> None:
         """Restore from state_dict() output, onto the backend and dtype of the current moments."""
         expected = {"t"} | {f"{k}/{n}" for n in self.m for k in "mv"}
+        if not isinstance(state, Mapping):
+            raise TypeError(f"state must be a dict from state_dict(), got {type(state).__name__}")
         if set(state) != expected:
-            raise ValueError(f"optimizer state keys differ: {sorted(set(state) ^ expected)}")
-        self.t = int(np.asarray(state["t"]).item())  # .item() accepts any size-1 array
+            raise ValueError(f"optimizer state keys differ: {_few(set(state) ^ expected)}")
+        t = np.asarray(state["t"])
+        if t.size != 1 or t.dtype.kind not in "iu" or int(t.item()) < 0:
+            raise ValueError(f"optimizer state t must be one integer >= 0 (the step count), got {t!r}")
+        self.t = int(t.item())  # .item() accepts any size-1 array
         for name in self.m:
             for moments, key in ((self.m, f"m/{name}"), (self.v, f"v/{name}")):
                 current = moments[name]
                 if tuple(state[key].shape) != tuple(current.shape):
                     raise ValueError(f"optimizer state {key}: shape {state[key].shape} != {current.shape}")
                 moments[name] = array_module(current).array(state[key], dtype=current.dtype)  # a copy
+
+
+def _few(names, shown: int = 3) -> str:
+    """A few names of a possibly long set, for a one-line message: "'a', 'b', 'c' and 57 more"."""
+    names = sorted(names)
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(repr(n) for n in names[:shown]) + more
