@@ -117,3 +117,32 @@ def test_upsampler_on_the_strict_cupy_stand_in():
         sdc, sdW = ops.upsample_backward(strict.asarray(du), scache)
         for host, dev in ((u, su), (dc, sdc), (dW, sdW)):
             np.testing.assert_allclose(to_host(dev), host, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("with_tags", [False, True])
+@pytest.mark.parametrize("t_out", [None, 6])
+def test_gated_unit_with_a_local_term(backend, with_tags, t_out):
+    """The local term U·c_t enters the gate's pre-activations; its gradient is dpre."""
+    rng = np.random.default_rng(7)
+    # pre-activations of about unit variance: a saturated gate would leave ~1e-7 gradients, all rounding
+    x, W, b = 0.4 * rand(backend, rng, 2, 9, 3), rand(backend, rng, 2, 3, 8), rand(backend, rng, 8)
+    local = 0.5 * rand(backend, rng, 2, t_out or 9, 8)
+    tags = backend.asarray((rng.random((2, 3)) > 0.5).astype(float)) if with_tags else None
+    if with_tags:
+        V = rand(backend, rng, 3, 8)
+
+        def fwd(x, W, b, V, local):
+            return ops.gated_unit_forward(x, W, b, 2, tags, V, t_out=t_out, local=local)
+
+        check_op(fwd, ops.gated_unit_backward, [x, W, b, V, local], ["x", "W", "b", "V", "local"], backend, rng)
+    else:
+
+        def fwd(x, W, b, local):
+            return ops.gated_unit_forward(x, W, b, 2, t_out=t_out, local=local)
+
+        def bwd(dz, cache):
+            dx, dW, db, dV, dlocal = ops.gated_unit_backward(dz, cache)
+            assert dV is None
+            return dx, dW, db, dlocal
+
+        check_op(fwd, bwd, [x, W, b, local], ["x", "W", "b", "local"], backend, rng)

@@ -1,8 +1,10 @@
-"""The gated activation unit (WaveNet eq. 2, with global conditioning eq. 3).
+"""The gated activation unit (WaveNet eq. 2, with global conditioning eq. 3 and local conditioning §2.5).
 
-    z = tanh(W_f ∗ x + V_f · h) ⊙ σ(W_g ∗ x + V_g · h)
+    z = tanh(W_f ∗ x + V_f · h + U_f · c_t) ⊙ σ(W_g ∗ x + V_g · h + U_g · c_t)
 
 Legend: B batch, T time, R residual channels, D dilation channels, G tags.
+The local term U · c_t arrives here already computed (the model projects the upsampled conditioning,
+docs/conditioning.md): one (B, T, 2D) array added to the pre-activations.
 The filter and gate convolutions share their input, so they are one dilated convolution with 2D
 output channels: the first D are the filter pre-activations, the last D the gate's. Likewise the tag
 projections V_f, V_g are the two halves of one (G, 2D) matrix V.
@@ -66,26 +68,33 @@ def gate_backward(dz, cache):
     return gate_backward_reference(dz, cache)
 
 
-def gated_unit_forward(x, W, b, dilation: int, tags=None, V=None, t_out: int | None = None):
+def gated_unit_forward(x, W, b, dilation: int, tags=None, V=None, t_out: int | None = None, local=None):
     """One WaveNet layer's non-linear part: dilated causal conv, plus the tag bias V·h, then the gate.
 
     x (B, T, R), W (k, R, 2D), b (2D,), tags h (B, G) or None, V (G, 2D) or None -> z (B, t_out, D).
     The tag term is constant over time: one (B, 2D) bias broadcast along T. t_out: only the last t_out
-    positions (default all T), as in conv.causal_conv_forward.
+    positions (default all T), as in conv.causal_conv_forward. local: the local-conditioning term
+    U · c_t (B, t_out, 2D) for the same positions, or None.
     """
     if (tags is None) != (V is None):
         raise ValueError("gated_unit_forward: pass both tags and V, or neither")
     pre, conv_cache = causal_conv_forward(x, W, b, dilation, t_out)  # (B, t_out, 2D)
     if V is not None:
         pre += (tags @ V)[:, None, :]  # (B, 1, 2D)  global conditioning, same for every t
+    if local is not None:
+        pre += local  # (B, t_out, 2D)  local conditioning, one value per position
     z, gate_cache = gate_forward(pre)
-    return z, (conv_cache, gate_cache, tags)
+    return z, (conv_cache, gate_cache, tags, local is not None)
 
 
 def gated_unit_backward(dz, cache):
-    """Returns (dx, dW, db, dV); dV = hᵀ Σ_t dpre[:, t] (None without tags)   (docs/backprop.md §3-4)."""
-    conv_cache, gate_cache, tags = cache
+    """Returns (dx, dW, db, dV); dV = hᵀ Σ_t dpre[:, t] (None without tags)   (docs/backprop.md §3-4).
+
+    When the forward pass had a `local` term: (dx, dW, db, dV, dlocal), dlocal = dpre (an added term
+    passes its gradient through unchanged).
+    """
+    conv_cache, gate_cache, tags, has_local = cache
     dpre = gate_backward(dz, gate_cache)  # (B, T, 2D)
     dV = None if tags is None else tags.T @ dpre.sum(axis=1)  # (G, 2D)   (B, 2D) summed over time first
     dx, dW, db = causal_conv_backward(dpre, conv_cache)
-    return dx, dW, db, dV
+    return (dx, dW, db, dV, dpre) if has_local else (dx, dW, db, dV)
