@@ -15,6 +15,7 @@ the output folder are removed at start. The memory the clips need is checked bef
 
 from __future__ import annotations
 
+import io
 import shlex
 import sys
 from pathlib import Path
@@ -157,7 +158,10 @@ def _main(argv: list[str] | None) -> int:
     fmt, subtype = FORMATS[out.suffix.lower()]
     for row, path in zip(np.asarray(codes), output_paths(out, args.batch)):
         audio = mulaw_decode(row.astype(np.int64), ckpt.config.quantization_channels).astype(np.float32)  # (n,)
-        atomic_write(path, lambda f, audio=audio: sf.write(f, audio, rate, format=fmt, subtype=subtype))
+        encoded = io.BytesIO()  # encoded in memory: soundfile would swallow the OSError of a failing write
+        sf.write(encoded, audio, rate, format=fmt, subtype=subtype)
+        data = encoded.getvalue()
+        atomic_write(path, lambda f, data=data: f.write(data))
         print(path)
     return 0
 
