@@ -108,7 +108,8 @@ def build_parser() -> ArgumentParser:
     add(
         "--data",
         metavar="DIR",
-        help="folder of audio (.wav/.flac/.ogg, searched recursively; tags from tags.csv "
+        help="folder of audio (any format libsndfile decodes: WAV, FLAC, MP3, Ogg Vorbis/Opus, AIFF …; "
+        "searched recursively, symlinked folders followed; tags from tags.csv "
         "or the first sub-folder). Default: the built-in tagged music, synthesised on first use",
     )
     add(
@@ -748,6 +749,12 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
     except OSError as exc:  # a full disk or a lost folder while writing the log, a checkpoint or samples
         kept = _kept(saved_step, ckpt_path, run_dir)
         raise TrainingError(f"{os_error_message(exc)} (at step {step}); {kept}") from None
+    except sf.LibsndfileError as exc:  # libsndfile writing a sample file reports a full disk as "System error."
+        kept = _kept(saved_step, ckpt_path, run_dir)
+        raise TrainingError(
+            f"cannot write the audio samples in {run_dir / SAMPLES_DIR} ({exc.error_string}; is the disk full?) "
+            f"at step {step}; {kept}"
+        ) from None
     finally:
         bar.close()
 

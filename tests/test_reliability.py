@@ -378,6 +378,31 @@ def test_full_disk_while_saving_keeps_the_last_checkpoint(tmp_path, cfg, capsys,
     assert code == 0, err
 
 
+def test_full_disk_while_writing_samples_is_one_line(tmp_path, cfg, capsys, monkeypatch):
+    """libsndfile turns a failed write into LibsndfileError('System error.'), not an OSError."""
+    data_dir = good_folder(tmp_path / "data")
+
+    def disk_full(*args, **kwargs):
+        raise sf.LibsndfileError(2)  # SF_ERR_SYSTEM, what a full disk gives
+
+    monkeypatch.setattr(sf, "write", disk_full)
+    argv = ["--config", cfg, "--data", data_dir, "--steps", 2, "--sample-seconds", 0.01, "--out", tmp_path / "run"]
+    code, _, err = run_train(capsys, *argv)
+    line = the_error(err)
+    assert code == 1 and "cannot write the audio samples" in line and "holds step 2" in line
+    assert checkpoint.load(tmp_path / "run").step == 2
+
+
+def test_gpu_memory_is_checked_on_the_device():
+    class FakeGPU:  # the one thing check_fits asks of a CuPy Backend
+        name = "cupy"
+        device_memory_free = staticmethod(lambda: 2_000_000_000)
+
+    memory.check_fits(1e9, "x", "y", FakeGPU())
+    with pytest.raises(memory.NotEnoughMemory, match=r"only 2.0 GB is available \(free on the GPU \(cupy\)\)"):
+        memory.check_fits(3e9, "a training step", "try a smaller --batch-size", FakeGPU())
+
+
 def test_generate_on_a_full_disk_keeps_the_existing_file(tmp_path, run, capsys, monkeypatch):
     _, run_dir = run
     out = tmp_path / "take.wav"
@@ -474,7 +499,11 @@ def test_sigterm_is_like_ctrl_c(tmp_path, cfg):
     assert "terminated (SIGTERM) at step" in line and "continue with: python -m minwave.train --resume" in line
     step = checkpoint.load(run_dir).step  # the last good checkpoint loads …
     assert step >= 2 and f"holds step {step}" in line
-    assert not list(run_dir.glob("*.tmp-*"))  # … and nothing half-written is left
+    assert not list(run_dir.glob("*.tmp-*"))  # … nothing half-written is left …
+    from minwave import train
+
+    assert train.main(["--resume", "--out", str(run_dir), "--steps", str(step + 2)]) == 0  # … and it resumes
+    assert checkpoint.load(run_dir).step == step + 2
 
 
 # ------------------------------------------------------------------------ resume notices changed data
