@@ -2,7 +2,8 @@
 and a ReLU/1×1 output head giving a softmax over Q μ-law classes (van den Oord et al. 2016, Fig. 4).
 
 Legend: B batch, T time, Q classes, R residual channels, D dilation channels, S skip channels,
-L layers (stacks × layers_per_stack), G tags, k kernel size.
+L layers (stacks × layers_per_stack), G tags, k kernel size; local conditioning: F frames of C channels,
+h samples per frame (hop).
 
     codes (B, T) ──causal k-tap embedding──> x_0 (B, T, R)
     for each layer l (dilation d_l):
@@ -12,6 +13,12 @@ L layers (stacks × layers_per_stack), G tags, k kernel size.
     logits = relu(relu(skip) @ W_1 + b_1) @ W_2 + b_2           (B, T, Q)
 
 logits[:, t] is the distribution of x[:, t+1] given x[:, :t+1].
+
+Local conditioning (config.condition "notes" or "mel", docs/conditioning.md): frames c (B, F, C) are
+upsampled (ops/upsample.py: a learned 3-tap convolution over frames, then each frame held for h
+samples) and every layer adds its own projection U_l · c_t to the gate's pre-activations, beside V_l · h.
+Because holding a frame commutes with U, the projection of all layers is one product at frame rate,
+(B, F, C) @ (C, L·2D), indexed at sample rate.
 """
 
 from __future__ import annotations
@@ -23,6 +30,9 @@ import numpy as np
 
 from . import ops
 from .backend import Backend, get_backend, to_host
+from .conditioning import CONDITION_TYPES, NOTE_CHANNELS
+
+UPSAMPLE_TAPS = 3  # the upsampler's convolution over frames: one frame back, one ahead (ops/upsample.py)
 
 
 @dataclass(frozen=True)
@@ -38,6 +48,9 @@ class WaveNetConfig:
     quantization_channels: int = 256
     n_tags: int = 0
     sample_rate: int = 16000
+    condition: str = ""  # local conditioning: "" (none), "notes" (piano roll) or "mel" (log-mel spectrogram)
+    cond_channels: int = 0  # C, the features per frame: 176 for notes, n_mels for mel; 0 without
+    cond_hop: int = 256  # h, samples per conditioning frame
 
     def __post_init__(self):
         minimum = {
@@ -50,13 +63,28 @@ class WaveNetConfig:
             "quantization_channels": 2,
             "n_tags": 0,
             "sample_rate": 1,
+            "cond_channels": 0,
+            "cond_hop": 1,
         }
+        if self.condition not in ("",) + CONDITION_TYPES:
+            raise ValueError(f"WaveNetConfig.condition must be '', 'notes' or 'mel', got {self.condition!r}")
+        if (self.condition == "") != (self.cond_channels == 0):
+            raise ValueError("WaveNetConfig.cond_channels must be > 0 exactly when condition is set")
+        if self.condition == "notes" and self.cond_channels != NOTE_CHANNELS:
+            raise ValueError(f"WaveNetConfig.cond_channels must be {NOTE_CHANNELS} for notes, got {self.cond_channels}")
         for f in fields(self):
+            if f.name == "condition":
+                continue
             value = getattr(self, f.name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
                 raise ValueError(f"WaveNetConfig.{f.name} must be an integer, got {value!r}")
             if value < minimum[f.name]:
                 raise ValueError(f"WaveNetConfig.{f.name} must be >= {minimum[f.name]}, got {value}")
+
+    @property
+    def cond_context(self) -> int:
+        """Frames the upsampler reads either side of a frame (its look-ahead): (UPSAMPLE_TAPS - 1) / 2."""
+        return (UPSAMPLE_TAPS - 1) // 2 if self.condition else 0
 
     @property
     def n_layers(self) -> int:
@@ -99,7 +127,9 @@ def init_params(config: WaveNetConfig, seed: int = 0) -> dict[str, np.ndarray]:
     - skip W (L·D, S): N(0, 1/(L·D)), the sum of L layers' projections has unit variance;
     - head W1 (S, S): N(0, 2/S) (He normal, after a ReLU); W2 (S, Q): N(0, 1/S) · ½ for mildly
       confident initial predictions close to uniform;
-    - all biases 0.
+    - all biases 0;
+    - local conditioning: the upsampler's frame convolution (3, C, C) starts as an exact repeat (centre
+      tap I, the others 0); each layer's U (C, 2D): N(0, 1/C).
     """
     rng = np.random.default_rng(seed)
     k, Q, R = config.kernel_size, config.quantization_channels, config.residual_channels
@@ -117,9 +147,15 @@ def init_params(config: WaveNetConfig, seed: int = 0) -> dict[str, np.ndarray]:
         p[f"layers.{i}.dilated.b"] = np.zeros(2 * D)
         if G:
             p[f"layers.{i}.cond.V"] = normal((G, 2 * D), 1.0 / (k * R + G))
+        if config.cond_channels:
+            p[f"layers.{i}.cond.U"] = normal((config.cond_channels, 2 * D), 1.0 / config.cond_channels)
         if i < L - 1:  # the last layer's residual output would feed nothing
             p[f"layers.{i}.residual.W"] = normal((D, R), 1.0 / (D * L))
             p[f"layers.{i}.residual.b"] = np.zeros(R)
+    if config.cond_channels:
+        up = np.zeros((UPSAMPLE_TAPS, config.cond_channels, config.cond_channels))
+        up[UPSAMPLE_TAPS // 2] = np.eye(config.cond_channels)
+        p["cond.up.W"] = up
     p["skip.W"] = normal((L * D, S), 1.0 / (L * D))
     p["skip.b"] = np.zeros(S)
     p["head.W1"] = normal((S, S), 2.0 / S)
@@ -199,6 +235,11 @@ class WaveNet:
             )
         if c.n_tags:
             lines.append(f"  global conditioning on {c.n_tags} tags (a per-layer bias on the gate)")
+        if c.condition:
+            lines.append(
+                f"  local conditioning on {c.condition}: {c.cond_channels} channels per {c.cond_hop} samples, "
+                f"upsampled (3-tap frame conv, looks {c.cond_context} frame ahead), projected per layer"
+            )
         lines += [
             f"  skip    [z_1 … z_{c.n_layers}] ({c.n_layers * c.dilation_channels}) -> {c.skip_channels}",
             f"  head    ReLU -> 1×1 {c.skip_channels} -> ReLU -> 1×1 {c.quantization_channels} -> softmax",
@@ -272,11 +313,12 @@ class WaveNet:
             first.insert(0, max(0, first[0] - (k - 1) * dilation))
         return first
 
-    def _forward(self, x, tags, out_start: int):
+    def _forward(self, x, tags, out_start: int, cond=None, cond_offset: int = 0):
         """The network on codes x (B, T); the skip sum and head only at positions out_start … T-1.
 
         Returns (logits (B, T - out_start, Q), caches for backward). Layer l runs on positions
         first[l+1] … T-1 only (see _input_starts); with out_start = 0 that is every position.
+        cond (B, F, C), cond_offset: local conditioning, as checked by _check_cond.
         """
         p, c, xp = self.params, self.config, self.xp
         L, D = c.n_layers, c.dilation_channels
@@ -285,6 +327,12 @@ class WaveNet:
         h, input_cache = ops.causal_embedding_forward(x, p["input.W"], p["input.b"], T - first[0])  # x_0
         zs = xp.empty((B, T - out_start, L * D), dtype=self.dtype)  # (B, T', L·D) every z_l, side by side
         layer_caches = []
+        local_cache = proj = None
+        if cond is not None:  # every layer's U·c at frame rate: one product (docs/conditioning.md)
+            up, up_cache = ops.frame_conv_forward(cond, p["cond.up.W"])  # (B, F, C)
+            U = xp.concatenate([p[f"layers.{i}.cond.U"] for i in range(L)], axis=1)  # (C, L·2D)
+            proj = up @ U  # (B, F, L·2D)
+            local_cache = (up, up_cache, U, proj.shape, [])
         for i, dilation in enumerate(c.dilations):
             V = p.get(f"layers.{i}.cond.V")
             z, unit_cache = ops.gated_unit_forward(
@@ -295,6 +343,7 @@ class WaveNet:
                 tags if V is not None else None,
                 V,
                 t_out=T - first[i + 1],
+                local=self._local_term(proj, i, cond_offset + first[i + 1] + 1, T - first[i + 1], local_cache),
             )  # (B, T - first[i+1], D)
             zs[:, :, i * D : (i + 1) * D] = z[:, out_start - first[i + 1] :]
             residual_cache = None
@@ -306,12 +355,22 @@ class WaveNet:
             layer_caches.append((unit_cache, residual_cache))
         skip, skip_cache = ops.skip_forward(zs, p["skip.W"], p["skip.b"])  # (B, T', S)
         logits, head_cache = ops.head_forward(skip, p["head.W1"], p["head.b1"], p["head.W2"], p["head.b2"])
-        return logits, (input_cache, layer_caches, skip_cache, head_cache, first, T)
+        return logits, (input_cache, layer_caches, skip_cache, head_cache, first, T, local_cache)
+
+    def _local_term(self, proj, i: int, start: int, length: int, local_cache):
+        """Layer i's U_i · c_t at `length` positions from sample `start` of the frames (B, length, 2D)."""
+        if proj is None:
+            return None
+        D2 = 2 * self.config.dilation_channels
+        # the position predicting sample s is conditioned on frame s // h (ops.repeat_forward)
+        local, repeat_cache = ops.repeat_forward(proj[:, :, i * D2 : (i + 1) * D2], self.config.cond_hop, start, length)
+        local_cache[4].append(repeat_cache)
+        return local
 
     def _backward(self, dlogits, caches) -> dict:
         c, xp = self.config, self.xp
         L, D = c.n_layers, c.dilation_channels
-        input_cache, layer_caches, skip_cache, head_cache, first, T = caches
+        input_cache, layer_caches, skip_cache, head_cache, first, T, local_cache = caches
         out_start = first[L]
         grads = {}
         dskip, grads["head.W1"], grads["head.b1"], grads["head.W2"], grads["head.b2"] = ops.head_backward(
@@ -319,6 +378,7 @@ class WaveNet:
         )
         dzs, grads["skip.W"], grads["skip.b"] = ops.skip_backward(dskip, skip_cache)  # (B, T', L·D)
         dh = None  # gradient w.r.t. x_{i+1}, the residual stream above layer i (positions first[i+1] …)
+        dproj = None if local_cache is None else xp.zeros(local_cache[3], dtype=self.dtype)  # (B, F, L·2D)
         for i in reversed(range(L)):
             unit_cache, residual_cache = layer_caches[i]
             B = dzs.shape[0]
@@ -330,46 +390,89 @@ class WaveNet:
             else:
                 dz = xp.zeros((B, T - first[i + 1], D), dtype=self.dtype)
             dz[:, out_start - first[i + 1] :] += dzs[:, :, i * D : (i + 1) * D]
-            dh_unit, grads[f"layers.{i}.dilated.W"], grads[f"layers.{i}.dilated.b"], dV = ops.gated_unit_backward(
-                dz, unit_cache
-            )  # (B, T - first[i], R)
+            dh_unit, grads[f"layers.{i}.dilated.W"], grads[f"layers.{i}.dilated.b"], dV, *dlocal = (
+                ops.gated_unit_backward(dz, unit_cache)
+            )  # (B, T - first[i], R); dlocal: [dpre] with local conditioning, else []
+            if dlocal:  # the frames that were held for these positions collect their gradient
+                D2 = 2 * D
+                dproj[:, :, i * D2 : (i + 1) * D2] = ops.repeat_backward(dlocal[0], local_cache[4][i])
             if dV is not None:
                 grads[f"layers.{i}.cond.V"] = dV
             if dh is not None:
                 dh_unit[:, first[i + 1] - first[i] :] += dh  # identity path + through the unit
             dh = dh_unit
+        if local_cache is not None:  # proj = up @ U, up = frame_conv(cond): back through both
+            up, up_cache, U, _, _ = local_cache
+            dU = ops.conv.sum_outer(up, dproj)  # (C, L·2D)
+            for i in range(L):
+                grads[f"layers.{i}.cond.U"] = dU[:, i * 2 * D : (i + 1) * 2 * D]
+            _, grads["cond.up.W"] = ops.frame_conv_backward(dproj @ U.T, up_cache)  # dcond: data, dropped
         grads["input.W"], grads["input.b"] = ops.causal_embedding_backward(dh, input_cache)
         return grads
 
-    def forward(self, x, tags=None):
+    def _check_cond(self, x, cond, cond_offset, n_in: int):
+        """cond (B, F, C) frames for a locally conditioned model (None otherwise), covering samples
+        cond_offset … cond_offset + n_in - 1 (what x's n_in positions predict, one sample ahead of x)."""
+        c = self.config
+        if not c.condition:
+            if cond is not None:
+                raise ValueError("this model has no local conditioning: pass cond=None")
+            return None
+        if cond is None:
+            raise ValueError(
+                f"this model is conditioned on {c.condition}: pass cond of shape (batch, frames, {c.cond_channels})"
+            )
+        cond = self.xp.asarray(cond, dtype=self.dtype)
+        if cond.ndim != 3 or cond.shape[0] != x.shape[0] or cond.shape[2] != c.cond_channels:
+            raise ValueError(
+                f"cond must have shape (batch, frames, channels) = ({x.shape[0]}, F, {c.cond_channels}), "
+                f"got {tuple(cond.shape)}"
+            )
+        if isinstance(cond_offset, bool) or int(cond_offset) != cond_offset or cond_offset < 0:
+            raise ValueError(f"cond_offset must be an integer >= 0, got {cond_offset!r}")
+        if cond_offset + n_in + 1 > cond.shape[1] * c.cond_hop:
+            raise ValueError(
+                f"cond has {cond.shape[1]} frames of {c.cond_hop} samples, too few for samples up to "
+                f"{cond_offset + n_in} (cond_offset {cond_offset} + {n_in} positions + 1)"
+            )
+        return cond
+
+    def forward(self, x, tags=None, cond=None, cond_offset: int = 0):
         """x (B, T) int codes -> logits (B, T, Q); logits[:, t] predicts x[:, t+1] from x[:, :t+1].
 
         tags: (B, n_tags) multi-hot floats for a tag-conditioned model, else None. Positions
         t < receptive_field - 1 see the zero history before the start of x.
+        cond: (B, F, C) frames for a locally conditioned model, else None. x[:, 0] is sample cond_offset
+        of the frames' grid (frame f holds samples f·h … f·h + h - 1), and logits[:, t], which predicts
+        sample cond_offset + t + 1, is conditioned on that sample's frame: cond must cover samples up to
+        cond_offset + T. data.frame_window cuts such a window (with the upsampler's context) from a clip.
         """
         x, tags = self._check_inputs(x, tags)
-        logits, _ = self._forward(x, tags, out_start=0)
+        cond = self._check_cond(x, cond, cond_offset, x.shape[1])
+        logits, _ = self._forward(x, tags, 0, cond, int(cond_offset))
         return logits
 
-    def _loss_inputs(self, x, tags):
+    def _loss_inputs(self, x, tags, cond=None, cond_offset: int = 0):
         x, tags = self._check_inputs(x, tags, min_length=self.receptive_field + 1)
+        cond = self._check_cond(x, cond, cond_offset, x.shape[1] - 1)
         out_start = self.receptive_field - 1  # first position whose receptive field lies inside x
-        return x, tags, out_start
+        return x, tags, out_start, cond
 
-    def loss(self, x, tags=None) -> float:
+    def loss(self, x, tags=None, cond=None, cond_offset: int = 0) -> float:
         """Mean cross-entropy (nats) over positions whose whole receptive field lies inside x.
 
         Those are t = RF-1 … T-2 (T - RF predictions); x needs at least RF + 1 samples.
+        cond, cond_offset: as for forward() (x[:, 0] is sample cond_offset; cond covers up to x's last).
         """
-        x, tags, out_start = self._loss_inputs(x, tags)
-        logits, _ = self._forward(x[:, :-1], tags, out_start)
+        x, tags, out_start, cond = self._loss_inputs(x, tags, cond, cond_offset)
+        logits, _ = self._forward(x[:, :-1], tags, out_start, cond, int(cond_offset))
         loss, _ = ops.softmax_cross_entropy_forward(logits, x[:, out_start + 1 :])
         return float(loss)
 
-    def loss_and_grads(self, x, tags=None):
+    def loss_and_grads(self, x, tags=None, cond=None, cond_offset: int = 0):
         """(loss in nats as for loss(), dict of gradients with the keys and shapes of params)."""
-        x, tags, out_start = self._loss_inputs(x, tags)
-        logits, caches = self._forward(x[:, :-1], tags, out_start)  # (B, T-RF, Q)
+        x, tags, out_start, cond = self._loss_inputs(x, tags, cond, cond_offset)
+        logits, caches = self._forward(x[:, :-1], tags, out_start, cond, int(cond_offset))  # (B, T-RF, Q)
         loss, loss_cache = ops.softmax_cross_entropy_forward(logits, x[:, out_start + 1 :])
         dlogits = ops.softmax_cross_entropy_backward(1.0, loss_cache)
         return float(loss), self._backward(dlogits, caches)
