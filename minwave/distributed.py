@@ -173,6 +173,7 @@ class MPIComm:
         if not self.closed:
             sys.stdout.flush()
             sys.stderr.flush()
+            time.sleep(1.0)  # let the launcher forward this rank's last line before the abort tears it down
             self.comm.Abort(1)
 
     def __repr__(self) -> str:
