@@ -1,7 +1,8 @@
 """Fast generation: the queue algorithm of fast-WaveNet (Paine et al. 2016, arXiv 1611.09482) in Numba.
 
 Legend: B streams (batch), L layers, k kernel size, R residual channels, D dilation channels,
-S skip channels, Q classes, G tags, d_l layer l's dilation, M_l = (k-1)·d_l its queue length.
+S skip channels, Q classes, G tags, d_l layer l's dilation, M_l = (k-1)·d_l its queue length;
+local conditioning: F frames of C channels, h samples per frame.
 
 Layer l's dilated convolution at time t reads its input h_l at t, t - d_l, …, t - (k-1)·d_l. The naive
 sampler recomputes all of those from the codes for every sample: O(receptive field) work. Here each
@@ -55,13 +56,37 @@ class Packed(NamedTuple):
     b1: np.ndarray  # (S,)
     W2: np.ndarray  # (S, Q)
     b2: np.ndarray  # (Q,)
+    cond: np.ndarray  # (B, F + 2a, L·2D) local conditioning: every layer's U·c at frame rate (F = 0: none)
+    cond_at: np.ndarray  # (2,) int64: h, and s such that step t reads cond row (t + 1 + s) // h
 
 
-def pack(params: dict, config, tags, batch: int) -> Packed:
+def local_projection(params: dict, config, frames) -> np.ndarray:
+    """Every layer's conditioning term U_l · upsample(c), at frame rate: (B, F + 2a, L·2D) float32.
+
+    frames (B, F, C) host. Frames are padded with a = config.cond_context zeros either side, so the
+    rows hold the upsampler's output for frames -a … F+a-1; beyond those it is exactly zero (no bias).
+    Computed once per generate call in float64: L·2D numbers per frame instead of per sample.
+    """
+    from .ops import frame_conv_forward
+
+    c = config
+    a = c.cond_context
+    frames = np.asarray(frames, dtype=np.float64)
+    padded = np.pad(frames, ((0, 0), (a, a), (0, 0)))  # (B, F + 2a, C)
+    up, _ = frame_conv_forward(padded, to_host(params["cond.up.W"]).astype(np.float64))  # (B, F + 2a, C)
+    U = np.concatenate([to_host(params[f"layers.{i}.cond.U"]).astype(np.float64) for i in range(c.n_layers)], axis=1)
+    return np.ascontiguousarray(up @ U, dtype=np.float32)  # (B, F + 2a, L·2D)
+
+
+def pack(params: dict, config, tags, batch: int, frames=None, first_sample: int = 0) -> Packed:
     """Float32 host copies of a model's params (NumPy or CuPy arrays) in the kernel's layout.
 
     tags: (B, G) host array, or None for an unconditioned model. The tag term V·h of every layer is
     constant in time, so it is folded into that layer's bias here, once: dil_b[l, b] = b_l + tags[b] @ V_l.
+
+    frames: (B, F, C) host frames for a locally conditioned model (None otherwise); first_sample: the
+    sample of the frames' grid that seq[:, 0] is (negative for a history before frame 0). Step t, which
+    predicts seq[:, t+1], adds row (t + 1 + first_sample) // h + a of local_projection to every layer.
     """
     c = config
     L, D, R, k = c.n_layers, c.dilation_channels, c.residual_channels, c.kernel_size
@@ -98,6 +123,8 @@ def pack(params: dict, config, tags, batch: int) -> Packed:
         b1=f32(host("head.b1")),
         W2=f32(host("head.W2")),
         b2=f32(host("head.b2")),
+        cond=np.zeros((batch, 0, L * 2 * D), np.float32) if frames is None else local_projection(params, c, frames),
+        cond_at=np.array([c.cond_hop, first_sample + c.cond_context * c.cond_hop], dtype=np.int64),
     )
 
 
@@ -314,6 +341,8 @@ def network_step(p, s, seq, t, with_head):
                 code = seq[b, t - (k - 1 - j)]
                 for r in range(R):
                     h[b, r] += p.emb[j, code, r]
+    frame = (t + 1 + p.cond_at[1]) // p.cond_at[0]  # the row of p.cond for the sample seq[:, t+1]
+    local = 0 <= frame < p.cond.shape[1]  # outside the padded frames the conditioning term is zero
     for i in range(L):
         M, start = s.q_len[i], s.q_start[i]
         d = M // (k - 1)
@@ -330,6 +359,9 @@ def network_step(p, s, seq, t, with_head):
                 s.queue[start + now, b, r] = h[b, r]  # after reading: for tap 0 it is the same row
             for c in range(D2):
                 s.pre[b, c] = p.dil_b[i, b, c]
+            if local:  # local conditioning: U_i · c_t, projected once per call, indexed here
+                for c in range(D2):
+                    s.pre[b, c] += p.cond[b, frame, i * D2 + c]
         matmul_acc(s.window, p.dil_W[i], s.pre)
         gate(s.pre, s.z)  # z_i = tanh(f) ⊙ σ(g)   (B, D)
         for b in range(B):
@@ -415,10 +447,18 @@ def teacher_forced_steps(p, s, seq, out):
 
 # ============================================================================================ drivers
 def run(
-    model, history: np.ndarray, u: np.ndarray, temperature: float, tags=None, progress=None, chunk: int = 4096
+    model,
+    history: np.ndarray,
+    u: np.ndarray,
+    temperature: float,
+    tags=None,
+    progress=None,
+    chunk: int = 4096,
+    frames=None,
 ) -> np.ndarray:
     """Sample u.shape[1] codes per stream after history (B, H) with the uniforms u (B, n): the fast path
-    of sampling.generate, which checks the arguments. tags: (B, G) host array or None.
+    of sampling.generate, which checks the arguments. tags: (B, G) host array or None; frames: (B, F, C)
+    host local conditioning or None, frame 0 starting at the first new sample.
 
     The compiled loop runs `chunk` time steps per call, and progress(n_done) (if given) is called
     between calls. The queues live in State and persist between calls, so the chunk size does not
@@ -426,7 +466,7 @@ def run(
     """
     B, H = history.shape
     n = u.shape[1]
-    p = pack(model.params, model.config, tags, B)
+    p = pack(model.params, model.config, tags, B, frames, first_sample=-H)  # seq[:, H] is sample 0
     s = new_state(model.config, B)
     seq = np.empty((B, H + n), dtype=np.int64)  # (B, H + n) the history, then the new codes
     seq[:, :H] = history
@@ -439,9 +479,9 @@ def run(
     return seq[:, H:].copy()
 
 
-def teacher_forced_logits(model, codes, tags=None) -> np.ndarray:
-    """The fast path's logits (B, T, Q) for given codes (B, T): model.forward(codes, tags) to float32
-    rounding, computed one step at a time with the queues. For tests and debugging."""
+def teacher_forced_logits(model, codes, tags=None, cond=None, cond_offset: int = 0) -> np.ndarray:
+    """The fast path's logits (B, T, Q) for given codes (B, T): model.forward(codes, tags, cond,
+    cond_offset) to float32 rounding, computed one step at a time with the queues. For tests and debugging."""
     from .sampling import _check_tags
 
     codes = np.ascontiguousarray(to_host(codes))
@@ -451,7 +491,10 @@ def teacher_forced_logits(model, codes, tags=None) -> np.ndarray:
     if codes.min() < 0 or codes.max() >= c.quantization_channels:
         raise ValueError(f"codes must lie in 0..{c.quantization_channels - 1}")
     B, T = codes.shape
-    p = pack(model.params, c, _check_tags(model, tags, B), B)
+    if (cond is None) != (not c.condition):
+        raise ValueError("pass cond exactly for a locally conditioned model")
+    frames = None if cond is None else to_host(model._check_cond(codes, cond, cond_offset, T))
+    p = pack(model.params, c, _check_tags(model, tags, B), B, frames, first_sample=int(cond_offset))
     s = new_state(c, B)
     out = np.empty((B, T, c.quantization_channels), dtype=np.float32)
     teacher_forced_steps(p, s, codes.astype(np.int64), out)

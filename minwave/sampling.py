@@ -1,6 +1,7 @@
 """Sampling audio from a WaveNet, one μ-law code at a time: minwave.generate().
 
-Legend: B streams (batch), H history length (prime), n new samples, Q classes, G tags, RF receptive field.
+Legend: B streams (batch), H history length (prime), n new samples, Q classes, G tags, RF receptive field,
+F frames of C channels and h samples each (local conditioning).
 
 Two samplers, one contract:
 - method="naive" (the specification): for every new sample, run the ordinary model.forward over the
@@ -20,6 +21,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .backend import array_module, to_host
+from .data import frame_window
 
 METHODS = ("fast", "naive")
 CHUNK = 4096  # fast path: time steps per call of the compiled loop (progress is reported between calls)
@@ -36,6 +38,7 @@ def generate(
     method: str = "fast",
     prime=None,
     progress: bool | Callable[[int, int], None] = False,
+    cond=None,
 ) -> np.ndarray:
     """Sample n_samples μ-law codes for each of `batch` independent streams. Returns (batch, n_samples) int64.
 
@@ -49,6 +52,10 @@ def generate(
     prime        codes to continue from: (P,) for every stream, or (batch, P). Default: one silence code.
     progress     True: a tqdm progress bar; a callable: called as progress(done, n_samples) as samples
                  are produced (the fast path every 4096 samples, the naive one every sample); False: quiet.
+    cond         for a locally conditioned model (config.condition set): frames (batch, F, C) or (F, C)
+                 (the same for every stream) from conditioning.py; frame f conditions the new samples
+                 f·h … f·h + h - 1 (the history lies before frame 0 and sees zeros there). They must
+                 cover the output: n_samples <= F·h. Must be None for a model without local conditioning.
 
     The sampling contract, identical for both methods:
     1. History. Generation continues from the history x[0 … H-1]: the prime if given, else the single
@@ -79,6 +86,7 @@ def generate(
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
         raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
     host_tags = _check_tags(model, tags, batch)
+    frames = _check_cond(model, cond, batch, n_samples)
     history = _check_prime(model, prime, batch)
     report, close = _progress_reporter(progress, n_samples)
     u = np.random.default_rng(seed).random((batch, n_samples))  # (B, n) float64 in [0, 1)
@@ -87,8 +95,8 @@ def generate(
             from . import fastgen  # Numba: imported (and its cache loaded) on first use
 
             step_report = None if report is None else (lambda done: report(done, n_samples))
-            return fastgen.run(model, history, u, temperature, host_tags, step_report, CHUNK)
-        return naive_generate(model, history, u, temperature, host_tags, report)
+            return fastgen.run(model, history, u, temperature, host_tags, step_report, CHUNK, frames)
+        return naive_generate(model, history, u, temperature, host_tags, report, frames)
     finally:
         close()
 
@@ -103,10 +111,13 @@ def naive_generate(
     temperature: float,
     tags=None,
     report: Callable[[int, int], None] | None = None,
+    frames=None,
 ) -> np.ndarray:
     """The reference sampler: model.forward over the last RF codes for every new sample.
 
     history (B, H) host ints, u (B, n) host float64, tags (B, G) host or None -> (B, n) int64.
+    frames (B, F, C) host or None: local conditioning, frame 0 at the first new sample; each window of
+    codes gets its window of frames (data.frame_window, with the upsampler's context either side).
     Why a window of RF codes is exact: logits[t] depends on x[t-RF+1 … t] only, and forward() treats
     what lies before its input as the zero history; so the window is the whole past at first
     (t < RF) and, after that, everything logits[t] can see.
@@ -120,8 +131,16 @@ def naive_generate(
     tags_dev = None if tags is None else model.backend.asarray(tags, dtype=model.dtype)
     for i in range(n):
         t = H - 1 + i  # the last known position; draw x[t+1]
-        window = seq[:, max(0, t + 1 - rf) : t + 1]  # (B, ≤ RF)
-        logits = model.forward(window, tags_dev)[:, -1]  # (B, Q)
+        lo = max(0, t + 1 - rf)
+        window = seq[:, lo : t + 1]  # (B, ≤ RF)
+        if frames is None:
+            logits = model.forward(window, tags_dev)[:, -1]  # (B, Q)
+        else:  # window[:, 0] is new sample lo - H (negative: the history); it predicts up to t + 1 - H
+            cuts = [
+                frame_window(f, lo - H, t + 2 - lo, model.config.cond_hop, model.config.cond_context) for f in frames
+            ]
+            cond = model.backend.asarray(np.stack([c for c, _ in cuts]), dtype=model.dtype)  # (B, F', C)
+            logits = model.forward(window, tags_dev, cond, cuts[0][1])[:, -1]  # (B, Q)
         seq[:, t + 1] = inverse_cdf(logits, temperature, u_dev[:, i])
         if report is not None:
             report(i + 1, n)
@@ -185,6 +204,35 @@ def _check_tags(model, tags, batch: int) -> np.ndarray | None:
     if not np.all(np.isfinite(tags)):
         raise ValueError("tags must be finite numbers")
     return tags
+
+
+def _check_cond(model, cond, batch: int, n_samples: int) -> np.ndarray | None:
+    """-> (B, F, C) float64 host frames, or None for a model without local conditioning."""
+    c = model.config
+    if not c.condition:
+        if cond is not None:
+            raise ValueError("this model has no local conditioning: pass cond=None")
+        return None
+    if cond is None:
+        raise ValueError(
+            f"this model is conditioned on {c.condition}: pass cond, frames of shape (F, {c.cond_channels})"
+        )
+    cond = to_host(cond).astype(np.float64)
+    if cond.ndim == 2:
+        cond = np.tile(cond, (batch, 1, 1))
+    if cond.ndim != 3 or cond.shape[0] != batch or cond.shape[2] != c.cond_channels:
+        raise ValueError(
+            f"cond must have shape (F, {c.cond_channels}) or (batch, F, {c.cond_channels}) = ({batch}, F, "
+            f"{c.cond_channels}), got {cond.shape}"
+        )
+    if not np.all(np.isfinite(cond)):
+        raise ValueError("cond must be finite numbers")
+    if n_samples > cond.shape[1] * c.cond_hop:
+        raise ValueError(
+            f"cond has {cond.shape[1]} frames of {c.cond_hop} samples, fewer than n_samples = {n_samples}; "
+            f"pass at least {-(-n_samples // c.cond_hop)} frames"
+        )
+    return cond
 
 
 def _check_prime(model, prime, batch: int) -> np.ndarray:
