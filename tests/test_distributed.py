@@ -319,3 +319,43 @@ def test_allreduce_mean_sends_one_flat_buffer_and_returns_means(monkeypatch, bac
     for k in grads:
         assert mean[k].shape == grads[k].shape and isinstance(mean[k], type(grads[k]))
         np.testing.assert_array_equal(backend.to_host(mean[k]), backend.to_host(grads[k]))
+
+
+def test_allreduce_mean_on_the_strict_cupy_stand_in_crosses_to_the_host_only_for_mpi(monkeypatch):
+    from strict_xp import StrictArray, strict_backend
+
+    monkeypatch.setattr(distributed.atexit, "register", lambda f: None)
+    mpi = FakeMPI(size=2)  # its Iallreduce asserts that MPI is handed a host array
+    comm = distributed.MPIComm(mpi, timeout_s=1.0)
+    with strict_backend() as backend:
+        grads = {"a": backend.asarray(np.arange(6, dtype=np.float32).reshape(2, 3))}
+        loss, mean = comm.allreduce_mean(0.5, grads)
+        assert isinstance(mean["a"], StrictArray) and loss == 0.5
+        np.testing.assert_array_equal(backend.to_host(mean["a"]), np.arange(6).reshape(2, 3))
+
+
+# ----------------------------------------------------------------------------------------- the benchmark
+def test_bench_ranks_options_are_checked(capsys):
+    from minwave.bench import train as bench
+
+    for bad in ("0,2", "one", ""):
+        assert bench.main(["--ranks", bad]) == 2
+        assert "--ranks must be positive integers" in capsys.readouterr().err
+    assert bench.main(["--ranks", "1,2", "--compare-torch"]) == 2
+    assert "give one of them" in capsys.readouterr().err
+
+
+@needs_mpi
+def test_bench_ranks_times_one_and_two_ranks(tmp_path):
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({k: TEST_CONFIG[k] for k in ("stacks", "layers_per_stack", "residual_channels")}))
+    cmd = [sys.executable, "-m", "minwave.bench", "train", "--ranks", "1,2", "--config", str(cfg)]
+    r = subprocess.run(
+        [*cmd, "--batch-size", "2", "--segment", "64", "--steps", "2", "--warmup", "1"],
+        capture_output=True, text=True, timeout=LAUNCH_TIMEOUT,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = [line.split() for line in r.stdout.splitlines() if line.split()[:1] in (["1"], ["2"])]
+    assert [(row[0], row[1]) for row in rows] == [("1", "2"), ("2", "1")]  # ranks, rows per rank
+    r = subprocess.run([*cmd, "--batch-size", "3"], capture_output=True, text=True, timeout=LAUNCH_TIMEOUT)
+    assert r.returncode == 2 and r.stderr.strip().endswith("does not divide among 2 ranks; use a multiple of each N")

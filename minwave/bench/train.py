@@ -3,6 +3,12 @@
     python -m minwave.bench train                          # the default case, all cores
     python -m minwave.bench train --threads 1 --compare-torch
     python -m minwave.bench train --backend cupy --batch-size 16 --compare-torch    # on a GPU
+    python -m minwave.bench train --ranks 1,2              # data-parallel: 1 and 2 MPI ranks, 1 thread each
+
+--ranks N1,N2,…: the same global batch trained by N MPI ranks (`mpiexec -n N`, each rank B/N rows, one
+thread unless --threads says otherwise), with the gradient average (distributed.allreduce_mean) in the
+step. Reported: samples/s for each N, the speed-up over the first N and the efficiency against perfect
+scaling of the first N's rate measured in the same run, and the time the Allreduce itself takes.
 
 One step is what training does: loss_and_grads (forward and backward) and an Adam update. The step is
 timed after warm-up and the median reported, with samples per second (predicted samples: batch ×
@@ -31,6 +37,7 @@ Legend: B batch rows, T segment (predicted samples per row), RF receptive field.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import resource
@@ -65,6 +72,13 @@ def parse_args(argv):
     p.add_argument("--steps", type=int, default=10, help="timed steps per framework (default 10)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
     p.add_argument("--compare-torch", action="store_true", help="time the same network in PyTorch too")
+    p.add_argument(
+        "--ranks",
+        default=None,
+        metavar="N1,N2",
+        help="data-parallel: time the step with each number of MPI ranks (mpiexec -n N; needs the [mpi] extra); "
+        "--batch-size stays the global batch, threads per rank default to 1",
+    )
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: see spawn()
     p.add_argument("--case", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -74,6 +88,15 @@ def parse_args(argv):
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
     if args.warmup < 0:
         raise UsageError(f"--warmup must be >= 0, got {args.warmup}")
+    if args.ranks is not None:
+        try:
+            args.ranks = [int(n) for n in args.ranks.split(",")]
+        except ValueError:
+            args.ranks = []
+        if not args.ranks or min(args.ranks) < 1:
+            raise UsageError(f"--ranks must be positive integers separated by commas, e.g. 1,2; got {args.ranks!r}")
+        if args.compare_torch:
+            raise UsageError("--ranks and --compare-torch time different things; give one of them")
     return args
 
 
@@ -196,7 +219,7 @@ def torch_wavenet(params: dict, config, device: str, dtype: str = "float32"):
 class MinwaveRunner:
     """One minwave training step on a fixed batch: loss_and_grads + Adam."""
 
-    def __init__(self, case: dict):
+    def __init__(self, case: dict, seed: int = 1):
         from ..backend import get_backend, keep_freed_host_memory
         from ..model import WaveNet, WaveNetConfig
         from ..optim import Adam
@@ -204,7 +227,7 @@ class MinwaveRunner:
         keep_freed_host_memory()  # as python -m minwave.train does (process-wide: PyTorch's steps get it too)
         self.backend = get_backend(case["backend"])
         self.model = WaveNet(WaveNetConfig.from_dict(case["config"]), seed=0, backend=self.backend)
-        rng = np.random.default_rng(1)
+        rng = np.random.default_rng(seed)
         rows = case["segment"] + self.model.receptive_field  # RF - 1 codes of context + segment + 1 target
         self.host_codes = rng.integers(0, self.model.config.quantization_channels, (case["batch_size"], rows))
         self.codes = self.backend.asarray(self.host_codes)
@@ -377,9 +400,55 @@ def worker_memory(case: dict, framework: str) -> dict:
     return result
 
 
+def worker_ranks(case: dict) -> dict | None:
+    """One rank of `mpiexec -n N`: warm-up + timed steps of loss_and_grads, allreduce_mean and Adam on
+    this rank's B/N rows. Rank 0 returns the step times and the Allreduce times; the others None."""
+    from .. import distributed
+
+    comm = distributed.connect(gpu=case["backend"] == "cupy")
+    if case["batch_size"] % comm.size:
+        raise UsageError(f"--batch-size {case['batch_size']} does not divide among {comm.size} ranks")
+    mw = MinwaveRunner({**case, "batch_size": case["batch_size"] // comm.size}, seed=1 + comm.rank)
+    comm.broadcast_params(mw.model.params)
+    step_times, reduce_times, cpu_times = [], [], []
+    for i in range(case["warmup"] + case["steps"]):
+        if i == case["warmup"]:
+            before, cpu0, wall0 = other_cpu_seconds(), time.process_time(), time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
+        loss, grads = mw.model.loss_and_grads(mw.codes)
+        t1 = time.perf_counter()
+        loss, grads = comm.allreduce_mean(loss, grads)
+        t2 = time.perf_counter()
+        mw.opt.step(mw.model.params, grads)
+        mw.backend.synchronize()
+        if i >= case["warmup"]:
+            step_times.append(time.perf_counter() - t0)
+            reduce_times.append(t2 - t1)
+            cpu_times.append(time.process_time() - c0)
+    wall, after = time.perf_counter() - wall0, other_cpu_seconds()
+    grads, alone = {name: g.copy() for name, g in grads.items()}, []
+    for _ in range(10):  # the Allreduce by itself: every rank enters it at the same moment
+        comm.comm.Barrier()
+        t0 = time.perf_counter()
+        comm.allreduce_mean(loss, grads)
+        alone.append(time.perf_counter() - t0)
+    ranks_cpu = comm.comm.allreduce(time.process_time() - cpu0)  # CPU seconds of all ranks (a benchmark-only sum)
+    result = {"ranks": comm.size, "times": step_times, "allreduce_times": reduce_times, "cpu_times": cpu_times}
+    result["allreduce_alone"] = alone
+    if before is not None and after is not None:  # on one machine: what the rest of it used meanwhile
+        result["others_busy"] = max(0.0, ((after[0] - before[0]) - ranks_cpu) / (wall * (os.cpu_count() or 1)))
+    result["param_bytes"] = sum(int(p.nbytes) for p in mw.model.params.values())
+    comm.close()
+    return result if comm.rank == 0 else None
+
+
 def run_worker(args) -> int:
     case = json.loads(args.case)
-    if args.worker == "time":
+    if args.worker == "ranks":
+        result = worker_ranks(case)
+        if result is None:
+            return 0  # rank 0 reports
+    elif args.worker == "time":
         result = worker_time(case)
     elif args.worker in ("memory-minwave", "memory-torch"):
         result = worker_memory(case, args.worker.split("-")[1])
@@ -389,11 +458,14 @@ def run_worker(args) -> int:
     return 0
 
 
-def spawn(worker: str, case: dict) -> dict:
-    """Run a worker in a fresh process with the thread count in its environment; return its result."""
+def spawn(worker: str, case: dict, ranks: int | None = None) -> dict:
+    """Run a worker in a fresh process with the thread count in its environment; return its result.
+    ranks: start it as `mpiexec -n ranks` instead."""
     env = dict(os.environ)
     env.update({name: str(case["threads"]) for name in THREAD_VARIABLES})
     cmd = [sys.executable, "-m", "minwave.bench.train", "--worker", worker, "--case", json.dumps(case)]
+    if ranks is not None:
+        cmd = [mpiexec(), "-n", str(ranks), *cmd]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
@@ -402,7 +474,63 @@ def spawn(worker: str, case: dict) -> dict:
     return json.loads(lines[-1][len("RESULT ") :])
 
 
+def mpiexec() -> str:
+    """The MPI launcher beside this Python (the [mpi] extra's), else the one on PATH."""
+    import shutil
+
+    here = Path(sys.executable).parent / "mpiexec"
+    found = str(here) if here.exists() else shutil.which("mpiexec")
+    if found is None or importlib.util.find_spec("mpi4py") is None:
+        raise UsageError('--ranks needs mpi4py and mpiexec: pip install "minwave[mpi]"')
+    return found
+
+
 # ====================================================================================== the report
+def report_ranks(case: dict, model, results: dict[int, dict]) -> str:
+    """Samples/s per rank count; speed-up and efficiency against the first count's rate × N / N0."""
+    c = model.config
+    B, T = case["batch_size"], case["segment"]
+    threads = f"{case['threads']} thread{'s' if case['threads'] > 1 else ''} per rank"
+    device = f"{threads}, {cpu_name()}, {os.cpu_count()} CPUs" if case["backend"] == "numpy" else "one GPU per rank"
+    first = min(results)
+    base = B * T / float(np.median(results[first]["times"]))  # samples/s with the first rank count
+    param_bytes = results[first]["param_bytes"]
+    lines = [
+        f"network   {c.stacks} stacks × {c.layers_per_stack} layers, residual {c.residual_channels}, dilation "
+        f"{c.dilation_channels}, skip {c.skip_channels}, Q {c.quantization_channels}: {param_bytes / 1e6:.2f} MB "
+        "of float32 gradients per Allreduce",
+        f"case      global batch {B} × {T} predicted samples, float32, {case['backend']}, {device}",
+        "",
+        f"{'ranks':>5}{'rows/rank':>11}{'step (median)':>15}{'samples/s':>11}{'speed-up':>10}{'efficiency':>12}"
+        f"{'allreduce':>12}{'alone':>10}{'CPU s/step':>12}",
+    ]
+    for n in sorted(results):
+        r = results[n]
+        step = float(np.median(r["times"]))
+        rate = B * T / step
+        speedup = rate / base
+        lines.append(
+            f"{n:>5}{B // n:>11}{step:>13.3f} s{rate:>11,.0f}{speedup:>9.2f}×{speedup * first / n:>11.0%}"
+            f"{1e3 * float(np.median(r['allreduce_times'])):>9.2f} ms"
+            f"{1e3 * float(np.median(r['allreduce_alone'])):>7.2f} ms{float(np.median(r['cpu_times'])):>12.3f}"
+        )
+    busy = {n: r["others_busy"] for n, r in results.items() if r.get("others_busy", 0.0) > 0.05}
+    if busy:
+        lines.append(
+            "warning   other processes kept the CPUs busy while timing ("
+            + ", ".join(f"{100 * b:.0f}% with {n} rank{'s' if n > 1 else ''}" for n, b in sorted(busy.items()))
+            + "): those rates are lower than on a quiet machine"
+        )
+    lines += [
+        "",
+        f"efficiency: samples/s ÷ (N / {first} × the {first}-rank samples/s of this run). The allreduce column is the "
+        "median time in allreduce_mean on rank 0 during the steps, which includes waiting for the slowest rank; alone: "
+        "the same call when all ranks enter it together (packing, the Allreduce, unpacking); CPU s/step is "
+        "rank 0's CPU time per step (its step time on a core of its own).",
+    ]
+    return "\n".join(lines)
+
+
 def report(case: dict, model, timing: dict, memory: dict) -> str:
     c = model.config
     B, T = case["batch_size"], case["segment"]
@@ -473,6 +601,26 @@ def _main(argv) -> int:
 
     config, batch, segment = load_case(args)
     get_backend(args.backend)  # fails here, with the fix, when CuPy or a GPU is missing
+    if args.ranks is not None:
+        launcher = mpiexec()  # fails here, with the fix, when MPI is missing
+        bad = [n for n in args.ranks if batch % n]
+        if bad:
+            raise UsageError(f"--batch-size {batch} does not divide among {bad[0]} ranks; use a multiple of each N")
+        case = {
+            "config": config.to_dict(),
+            "batch_size": batch,
+            "segment": segment,
+            "backend": args.backend,
+            "threads": args.threads or 1,
+            "steps": args.steps,
+            "warmup": args.warmup,
+        }
+        print(
+            f"{PROG}: timing {args.warmup} + {args.steps} steps with {launcher} -n N ...", file=sys.stderr, flush=True
+        )
+        results = {n: spawn("ranks", case, ranks=n) for n in args.ranks}
+        print(report_ranks(case, WaveNet(config, backend="numpy"), results))
+        return 0
     case = {
         "config": config.to_dict(),
         "batch_size": batch,
