@@ -352,3 +352,39 @@ def mel_features(audio, sample_rate: int, hop: int, n_mels: int) -> np.ndarray:
 def note_features(notes: Sequence[Note], n_samples: int, hop: int, sample_rate: int) -> np.ndarray:
     """What a note-conditioned model sees: the piano roll (F, 176) float32."""
     return piano_roll(notes, n_samples, hop, sample_rate)
+
+
+# ---------------------------------------------------------------------------------------------------
+# A dataset's frames
+
+
+def clip_features(root: str | Path, clips, config, load_audio) -> list[np.ndarray]:
+    """The conditioning frames of every clip of a dataset loaded from `root` without trimming, for a
+    model `config` (its condition, cond_channels, cond_hop, sample_rate): [(F_i, C) float32, ...].
+
+    notes: each audio file's song.notes.csv (or song.mid / song.midi) beside it; a file without one is
+    a ConditioningError naming it. mel: the log-mel spectrogram of the file itself (load_audio(path,
+    sample_rate), data.load_audio, passed in by the caller), which must have the clip's length.
+    """
+    root = Path(root)
+    frames = []
+    missing = [c.path for c in clips if config.condition == "notes" and notes_path_for(root / c.path) is None]
+    if missing:
+        raise ConditioningError(
+            f"--condition notes: {len(missing)} audio files have no notes beside them, e.g. '{missing[0]}' "
+            f"(put its notes in {Path(missing[0]).stem}{NOTES_SUFFIX} or {Path(missing[0]).stem}.mid)"
+        )
+    for clip in clips:
+        n = len(clip.codes)
+        if config.condition == "notes":
+            frames.append(
+                piano_roll(read_notes(notes_path_for(root / clip.path)), n, config.cond_hop, config.sample_rate)
+            )
+        else:
+            audio = load_audio(root / clip.path, config.sample_rate)
+            if len(audio) != n:
+                raise ConditioningError(
+                    f"'{clip.path}' decoded to {len(audio)} samples, not the {n} it was loaded with"
+                )
+            frames.append(mel_features(audio, config.sample_rate, config.cond_hop, config.cond_channels))
+    return frames

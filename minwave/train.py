@@ -58,11 +58,15 @@ from .cli_errors import (
     run_cli,
     warn,
 )
+from .conditioning import CONDITION_TYPES, ConditioningError, channels, clip_features
 from .data import (
     BatchSampler,
     DataError,
+    LocalBatchSampler,
     fingerprint_changes,
+    load_audio,
     load_dataset,
+    local_validation_batches,
     split_by_file,
     unigram_bits,
     validation_batches,
@@ -201,6 +205,13 @@ def build_parser() -> ArgumentParser:
         help=f"a metrics log line every N steps {preset_default('log_every')}",
     )
     add(
+        "--condition",
+        choices=list(CONDITION_TYPES),
+        help="local conditioning (docs/conditioning.md): 'notes' on each file's score (song.notes.csv or "
+        "song.mid beside song.wav; the built-in music has them), 'mel' on each file's log-mel spectrogram "
+        "(a vocoder). Audio is then not trimmed, so the frames stay aligned. Default: none",
+    )
+    add(
         "--sample-seconds",
         type=non_negative_float,
         metavar="S",
@@ -280,7 +291,12 @@ def resolve_settings(args) -> tuple[dict, dict]:
         given["sample_rate"] = sample_rate
 
     preset = get_preset(args.preset or DEFAULT_PRESET)
+    if getattr(args, "condition", None) is not None:  # stored in the model's config, so --resume keeps it
+        model_given = {**model_given, "condition": args.condition}
+        given["model"] = model_given
     model = {**preset.model, **{k: v for k, v in model_given.items() if k != "sample_rate"}}
+    if model.get("condition") and "cond_channels" not in model:  # notes: 176; mel: 80 bands
+        model["cond_channels"] = channels(model["condition"]) if model["condition"] in CONDITION_TYPES else 0
     settings = {
         "preset": preset.name,
         "data": given.get("data"),  # None: the built-in music
@@ -312,8 +328,9 @@ def resume_settings(stored: dict, given: dict, run_dir: Path, step: int) -> dict
         if key == "model":
             for field, value in given["model"].items():
                 if field != "sample_rate" and stored["model"].get(field) != value:
+                    said = f"--condition {value}" if field == "condition" else f"--config sets {field}={value!r}"
                     raise UsageError(
-                        f"--resume: --config sets {field}={value!r} but the run in {run_dir} "
+                        f"--resume: {said} but the run in {run_dir} "
                         f"has {field}={stored['model'].get(field)!r}; drop it, or start a new run "
                         "with another --out"
                     )
@@ -373,16 +390,25 @@ def format_seconds(s: float) -> str:
     return f"{s // 3600}h{s // 60 % 60:02d}m{s % 60:02d}s" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
-def validation_bits(model: WaveNet, batches, backend) -> float:
+def device_batch(batch, backend, cond_offset: int = 0) -> tuple:
+    """A batch (x, tags) or (x, tags, cond) from the samplers -> the arguments of model.loss and
+    loss_and_grads on `backend`: (x, tags), or (x, tags, cond, cond_offset) with local conditioning."""
+    x, tags, *cond = batch
+    args = (backend.asarray(x), None if tags is None else backend.asarray(tags))
+    return args + ((backend.asarray(cond[0]), cond_offset) if cond else ())
+
+
+def validation_bits(model: WaveNet, batches, backend, cond_offset: int = 0) -> float:
     """Mean cross-entropy over the fixed validation batches, in bits per sample.
 
     Every row predicts the same number of samples, so batches are weighted by their rows.
     """
     total, rows = 0.0, 0
-    for x, tags in batches:
-        loss = model.loss(backend.asarray(x), None if tags is None else backend.asarray(tags))
-        total += loss * len(x)
-        rows += len(x)
+    for batch in batches:
+        args = device_batch(batch, backend, cond_offset)  # x, tags[, cond, cond_offset]
+        loss = model.loss(*args)
+        total += loss * len(args[0])
+        rows += len(args[0])
     return total / rows / LN2
 
 
@@ -392,9 +418,12 @@ def safe_name(tag: str) -> str:
 
 
 def write_samples(
-    model: WaveNet, tag_vocab: list[str], step: int, seconds: float, seed: int, folder: Path
+    model: WaveNet, tag_vocab: list[str], step: int, seconds: float, seed: int, folder: Path, frames=None
 ) -> list[Path]:
     """`seconds` of audio per tag (one untagged clip for an untagged model) as 16-bit WAVs; the paths.
+
+    frames (F, C): the local conditioning of every clip, for a model that has it; the clips are then at
+    most F·hop samples long.
 
     Uses the fast generator with a fixed seed, so clips from successive checkpoints differ only because
     the model changed.
@@ -402,8 +431,10 @@ def write_samples(
     from .sampling import generate  # imported here: Numba compiles on first use, not at import
 
     n = max(int(round(seconds * model.config.sample_rate)), 1)
+    if frames is not None:
+        n = min(n, len(frames) * model.config.cond_hop)
     tags = np.eye(len(tag_vocab), dtype=np.float32) if tag_vocab else None  # (G, G): one stream per tag
-    codes = generate(model, n, batch=max(len(tag_vocab), 1), tags=tags, seed=seed, method="fast")  # (G, n)
+    codes = generate(model, n, batch=max(len(tag_vocab), 1), tags=tags, seed=seed, method="fast", cond=frames)
     folder.mkdir(parents=True, exist_ok=True)
     names = [f"step_{step:06d}_{safe_name(t)}.wav" for t in tag_vocab] or [f"step_{step:06d}.wav"]
     paths = []
@@ -567,7 +598,9 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
         root = Path(s["data"])
         source = str(root)
     say = (lambda m: warn(PROG, m)) if comm.rank == 0 else (lambda m: None)  # every rank loads; rank 0 warns
-    dataset = load_dataset(root, sample_rate, Q, min_samples=receptive_field, warn=say)
+    condition = s["model"].get("condition", "")
+    trim = {"trim_db": None} if condition else {}  # notes are timed from each file's first sample
+    dataset = load_dataset(root, sample_rate, Q, min_samples=receptive_field, warn=say, **trim)
     try:
         train_clips, valid_clips = split_by_file(dataset, s["valid_fraction"], s["seed"])
     except ValueError as exc:
@@ -596,8 +629,17 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
     model = ckpt.model if ckpt is not None else WaveNet(config, seed=s["seed"], backend=backend)
     comm.broadcast_params(model.params)  # every rank starts from rank 0's parameters
     optimizer = Adam(model.params, lr=s["lr"], clip_norm=s["clip_norm"] or None)
-    sampler = BatchSampler(
-        train_clips,
+    sampler_class, clips_args = BatchSampler, (train_clips,)
+    if condition:  # local conditioning: every clip's frames, and rows that carry theirs
+        try:
+            train_frames = clip_features(root, train_clips, config, load_audio)  # [(F_i, C), ...]
+            valid_frames = clip_features(root, valid_clips, config, load_audio)
+        except ConditioningError as exc:
+            raise DataError(str(exc)) from None
+        local = (config.cond_hop, config.cond_context)
+        sampler_class, clips_args = LocalBatchSampler, (train_clips, train_frames, *local)
+    sampler = sampler_class(
+        *clips_args,
         dataset.n_tags,
         s["segment"],
         receptive_field,
@@ -616,9 +658,13 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
             raise CheckpointError(f"{ckpt.path}: cannot resume from it ({exc})") from None
         step, wall_before = ckpt.step, float(ckpt.metrics.get("wall_s", 0.0))
         rows = read_metrics(metrics_path, step)
-    valid = validation_batches(
-        valid_clips, dataset.n_tags, s["segment"], receptive_field, s["batch_size"], Q, max_rows=VALID_ROWS
-    )
+    valid_args = (dataset.n_tags, s["segment"], receptive_field, s["batch_size"], Q)
+    if condition:
+        valid = local_validation_batches(valid_clips, valid_frames, *local, *valid_args, max_rows=VALID_ROWS)
+    else:
+        valid = validation_batches(valid_clips, *valid_args, max_rows=VALID_ROWS)
+    cond_offset = getattr(sampler, "cond_offset", 0)
+    sample_frames = valid_frames[0] if condition else None  # checkpoint audio follows a held-out clip's frames
     baseline = unigram_bits(valid_clips, Q)
 
     if comm.rank == 0:
@@ -672,7 +718,7 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
         saved_step = step
         if s["sample_seconds"] > 0:
             sample_paths = write_samples(
-                model, dataset.tag_vocab, step, s["sample_seconds"], s["seed"], run_dir / SAMPLES_DIR
+                model, dataset.tag_vocab, step, s["sample_seconds"], s["seed"], run_dir / SAMPLES_DIR, sample_frames
             )
         from .plotting import plot_losses  # matplotlib is imported only when a plot is written
 
@@ -695,8 +741,8 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
     try:
         while step < s["steps"]:
             t0 = time.perf_counter()
-            x, tags = sampler.sample()  # (B, segment + RF), (B, G) or None
-            loss, grads = model.loss_and_grads(backend.asarray(x), None if tags is None else backend.asarray(tags))
+            batch = device_batch(sampler.sample(), backend, cond_offset)  # x (B, segment + RF), tags[, cond, …]
+            loss, grads = model.loss_and_grads(*batch)
             loss, grads = comm.allreduce_mean(loss, grads)  # over all ranks' rows (distributed.py); alone: as is
             if not math.isfinite(loss):  # stop before the update: the parameters are still the good ones
                 raise TrainingError(_diverged(f"the loss became {loss}", step + 1, saved_step, s, run_dir))
@@ -711,7 +757,7 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
             at_checkpoint = step % s["checkpoint_every"] == 0 or step == s["steps"]
             at_eval = at_checkpoint or step % s["eval_every"] == 0
             if at_eval:
-                val_bits = validation_bits(model, valid, backend)  # fixed batches: no training RNG used
+                val_bits = validation_bits(model, valid, backend, cond_offset)  # fixed batches: no training RNG
             if at_eval or step % s["log_every"] == 0:
                 train_bits = float(np.mean(window_bits))
                 row = {
