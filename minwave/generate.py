@@ -3,6 +3,12 @@
     python -m minwave.generate --checkpoint runs/tiny-20260101-120000 --tags pluck --seconds 4 --out pluck.wav
     python -m minwave.generate --checkpoint runs/x/checkpoint.npz --batch 3 --temperature 0.9 --out take.wav
         # writes take_1.wav, take_2.wav, take_3.wav
+    python -m minwave.generate --checkpoint runs/notes --tags organ --melody "C4:0.5 E4:0.5 G4:1" --out tune.wav
+    python -m minwave.generate --checkpoint runs/mel --vocode speech.wav --out again.wav
+
+A model trained with --condition notes plays --notes FILE (a notes.csv or MIDI file) or --melody; one
+trained with --condition mel resynthesises --vocode IN.wav from its log-mel spectrogram. The output is
+as long as the conditioning (notes: until the last note ends, plus NOTES_TAIL_S).
 
 This file is only the command line; the sampler itself is `minwave.generate(model, n_samples, ...)`
 in sampling.py (the Numba fast sampler by default). The audio is written at the model's sample rate
@@ -39,6 +45,8 @@ from .memory import check_fits, generation_bytes
 from .mulaw import mulaw_decode
 
 PROG = "minwave.generate"
+NOTES_TAIL_S = 0.25  # after the last note ends, this much more audio: the release of the last note
+DEFAULT_SECONDS = 2.0
 FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
 
 
@@ -60,7 +68,31 @@ def build_parser() -> ArgumentParser:
         metavar="OUT.wav",
         help="output file (.wav, .flac or .ogg); with --batch K > 1, K files OUT_1.wav … OUT_K.wav",
     )
-    add("--seconds", type=positive_float, default=2.0, metavar="S", help="length of each clip in seconds (default 2)")
+    add(
+        "--seconds",
+        type=positive_float,
+        metavar="S",
+        help=f"length of each clip in seconds (default {DEFAULT_SECONDS:g}; with --notes, --melody or --vocode "
+        "the length follows them)",
+    )
+    local = parser.add_mutually_exclusive_group()
+    local.add_argument(
+        "--notes",
+        metavar="FILE",
+        help="for a model trained with --condition notes: play the notes of FILE, a notes.csv "
+        "(onset_s,duration_s,midi_pitch) or a MIDI file (.mid, needs mido)",
+    )
+    local.add_argument(
+        "--melody",
+        metavar='"C4:0.5 E4:0.5 G4:1"',
+        help="for a model trained with --condition notes: NAME:SECONDS notes one after another "
+        "(C4, F#3, Bb2; R:SECONDS is a rest)",
+    )
+    local.add_argument(
+        "--vocode",
+        metavar="IN.wav",
+        help="for a model trained with --condition mel: resynthesise IN.wav from its log-mel spectrogram",
+    )
     add(
         "--tags",
         metavar="TAG[,TAG…]",
@@ -113,10 +145,15 @@ def _main(argv: list[str] | None) -> int:
 
     ckpt = checkpoint.load(args.checkpoint)
     rate = ckpt.sample_rate
-    n = args.seconds * rate  # checked as a float first: --seconds 1e300 must not reach int()
+    frames, n_local = local_conditioning(args, ckpt.config)  # (F, C) frames and their samples, or None
+    if n_local is not None and args.seconds is not None:
+        raise UsageError(f"--seconds: the length follows the conditioning ({n_local / rate:.2f} s); drop --seconds")
+    seconds = args.seconds if args.seconds is not None else DEFAULT_SECONDS
+    n = n_local if n_local is not None else seconds * rate  # checked as a float first: 1e300 must not reach int()
     check_fits(
         generation_bytes(args.batch, n),
-        f"--seconds {args.seconds:g} × --batch {args.batch} at {rate} Hz",
+        (f"--seconds {seconds:g}" if n_local is None else f"{n / rate:.2f} s")
+        + f" × --batch {args.batch} at {rate} Hz",
         "generate fewer --seconds or a smaller --batch",
     )
     n = max(int(round(n)), 1)
@@ -154,6 +191,7 @@ def _main(argv: list[str] | None) -> int:
         seed=args.seed,
         method=args.method,
         progress=True,
+        cond=frames,
     )  # (K, n)
     fmt, subtype = FORMATS[out.suffix.lower()]
     for row, path in zip(np.asarray(codes), output_paths(out, args.batch)):
@@ -164,6 +202,45 @@ def _main(argv: list[str] | None) -> int:
         atomic_write(path, lambda f, data=data: f.write(data))
         print(path)
     return 0
+
+
+def local_conditioning(args, config) -> tuple[np.ndarray | None, int | None]:
+    """--notes / --melody / --vocode -> (frames (F, C), the samples they cover), or (None, None).
+
+    Checks that the option fits the model: notes for a notes model, a recording for a mel model, and one
+    of them for any model trained with local conditioning.
+    """
+    from . import conditioning
+    from .data import DataError, load_audio
+
+    given = next((o for o in ("notes", "melody", "vocode") if getattr(args, o) is not None), None)
+    option = f"--{given}"
+    wanted = {"notes": "--notes FILE or --melody", "mel": "--vocode IN.wav"}
+    if not config.condition:
+        if given:
+            raise UsageError(f"{option}: this checkpoint has no local conditioning (train with --condition)")
+        return None, None
+    if given is None or (config.condition == "notes") != (given in ("notes", "melody")):
+        raise UsageError(f"this checkpoint is conditioned on {config.condition}: pass {wanted[config.condition]}")
+    rate, hop = config.sample_rate, config.cond_hop
+    try:
+        if given == "vocode":
+            audio = load_audio(args.vocode, rate)  # (T,) at the model's rate
+            if len(audio) == 0:
+                raise UsageError(f"--vocode: {args.vocode} holds no audio")
+            return conditioning.mel_features(audio, rate, hop, config.cond_channels), len(audio)
+        if given == "melody":
+            notes = conditioning.parse_melody(args.melody)
+        else:
+            notes = conditioning.read_notes(args.notes)
+    except (conditioning.ConditioningError, DataError) as exc:
+        message = str(exc)
+        raise UsageError(message if message.startswith(option) else f"{option}: {message}") from None
+    n = int(round((conditioning.notes_duration_s(notes) + NOTES_TAIL_S) * rate))
+    try:
+        return conditioning.note_features(notes, n, hop, rate), n
+    except conditioning.ConditioningError as exc:
+        raise UsageError(f"{option}: {exc}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
