@@ -1,0 +1,126 @@
+"""The command lines with local conditioning: train --condition notes|mel, generate --notes / --melody /
+--vocode, the checkpoint that carries the conditioning, and every option that does not fit."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import TEST_CONFIG
+from test_cli import run_generate, run_train, the_error, tone
+
+from minwave import checkpoint, conditioning, train
+
+pytestmark = pytest.mark.usefixtures("builtin_cache")
+
+CFG = {**TEST_CONFIG, "sample_seconds": 0.05}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A notes-conditioned and a mel-conditioned 2-step run on the built-in music (read only)."""
+    base = tmp_path_factory.getbasetemp()
+    folder = tmp_path_factory.mktemp("local")
+    cfg = folder / "cfg.json"
+    cfg.write_text(json.dumps(CFG))
+    out = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MINWAVE_CACHE", str(base / "minwave-cache"))
+        for source in ("notes", "mel"):
+            out[source] = folder / source
+            argv = ["--config", str(cfg), "--steps", "2", "--condition", source, "--out", str(out[source])]
+            assert train.main(argv) == 0
+    return out
+
+
+def test_checkpoints_carry_the_conditioning(runs):
+    notes = checkpoint.load(runs["notes"])
+    assert (notes.config.condition, notes.config.cond_channels, notes.config.cond_hop) == ("notes", 176, 256)
+    assert "layers.0.cond.U" in notes.model.params and "cond.up.W" in notes.model.params
+    mel = checkpoint.load(runs["mel"])
+    assert (mel.config.condition, mel.config.cond_channels) == ("mel", 80)
+    # the checkpoint samples follow a held-out clip's frames: as long as asked, and no longer than the clip
+    for run in runs.values():
+        audio, rate = sf.read(run / "samples" / "step_000002_organ.wav")
+        assert len(audio) == round(0.05 * rate)
+
+
+def test_generate_plays_a_melody_as_long_as_its_notes(runs, capsys, monkeypatch, tmp_path):
+    out = tmp_path / "tune.wav"
+    melody = ["--melody", "C4:0.5 R:0.25 G4:1"]
+    code, _, err = run_generate(
+        capsys, monkeypatch, "--checkpoint", runs["notes"], "--tags", "organ", *melody, "--out", out
+    )
+    assert code == 0, err
+    audio, rate = sf.read(out)
+    assert len(audio) == round((1.75 + 0.25) * rate)  # the notes, then the release tail
+    notes = tmp_path / "tune.notes.csv"
+    conditioning.write_notes_csv(notes, conditioning.parse_melody("C4:0.5 R:0.25 G4:1"))
+    again = tmp_path / "again.wav"
+    code, _, err = run_generate(
+        capsys, monkeypatch, "--checkpoint", runs["notes"], "--tags", "organ", "--notes", notes, "--out", again
+    )
+    assert code == 0, err
+    np.testing.assert_array_equal(sf.read(again)[0], audio)  # the same notes, the same seed: the same audio
+
+
+def test_vocode_resynthesises_a_recording_of_its_length(runs, capsys, monkeypatch, tmp_path):
+    wav = tmp_path / "in.wav"
+    sf.write(wav, tone(0.3, 440.0, 8000), 8000)  # another sample rate: resampled to the model's
+    out = tmp_path / "out.wav"
+    code, _, err = run_generate(capsys, monkeypatch, "--checkpoint", runs["mel"], "--vocode", wav, "--out", out)
+    assert code == 0, err
+    audio, rate = sf.read(out)
+    assert rate == 16000 and len(audio) == round(0.3 * 16000)
+
+
+@pytest.mark.parametrize(
+    "source,args,match",
+    [
+        ("notes", [], "conditioned on notes: pass --notes FILE or --melody"),
+        ("notes", ["--vocode", "x.wav"], "conditioned on notes: pass --notes FILE or --melody"),
+        ("mel", ["--melody", "C4:1"], r"conditioned on mel: pass --vocode IN.wav"),
+        ("notes", ["--melody", "C4"], "--melody: 'C4' has no duration"),
+        ("notes", ["--melody", "C4:1", "--seconds", "2"], "--seconds: the length follows the conditioning"),
+        ("notes", ["--notes", "missing.csv"], "--notes: cannot read notes file missing.csv"),
+        ("mel", ["--vocode", "missing.wav"], "--vocode: "),
+        ("plain", ["--melody", "C4:1"], "--melody: this checkpoint has no local conditioning"),
+    ],
+)
+def test_generate_rejects_what_does_not_fit(runs, capsys, monkeypatch, tmp_path, source, args, match):
+    if source == "plain":
+        run = tmp_path / "plain"
+        cfg = tmp_path / "cfg.json"
+        cfg.write_text(json.dumps(CFG))
+        assert run_train(capsys, "--config", cfg, "--steps", "1", "--out", run)[0] == 0
+    else:
+        run = runs[source]
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_generate(capsys, monkeypatch, "--checkpoint", run, "--out", tmp_path / "o.wav", *args)
+    assert code == 2 and match in the_error(err, "minwave.generate")
+
+
+def test_train_needs_notes_beside_every_file(capsys, tmp_path, cfg):
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(3):
+        sf.write(data / f"{i}.wav", tone(0.4, 220.0 * (1 + i)), 16000)
+    conditioning.write_notes_csv(data / "0.notes.csv", [conditioning.Note(0.0, 0.4, 57)])
+    code, _, err = run_train(
+        capsys, "--config", cfg, "--steps", "1", "--data", data, "--condition", "notes", "--out", tmp_path / "r"
+    )
+    assert code == 1 and "have no notes beside them, e.g. '1.wav'" in the_error(err)  # fmt: skip
+
+
+def test_resume_keeps_the_conditioning_and_refuses_another(runs, capsys, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(runs["mel"], run)
+    code, out, err = run_train(capsys, "--out", run, "--resume", "--steps", "3")
+    assert code == 0, err
+    assert "local conditioning on mel" in out
+    code, _, err = run_train(capsys, "--out", run, "--resume", "--steps", "4", "--condition", "notes")
+    assert code == 2 and "--condition notes but the run" in the_error(err)
