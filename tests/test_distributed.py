@@ -359,3 +359,11 @@ def test_bench_ranks_times_one_and_two_ranks(tmp_path):
     assert [(row[0], row[1]) for row in rows] == [("1", "2"), ("2", "1")]  # ranks, rows per rank
     r = subprocess.run([*cmd, "--batch-size", "3"], capture_output=True, text=True, timeout=LAUNCH_TIMEOUT)
     assert r.returncode == 2 and r.stderr.strip().endswith("does not divide among 2 ranks; use a multiple of each N")
+
+
+def test_docs_show_the_current_allreduce_mean():
+    import inspect
+    import textwrap
+
+    source = textwrap.dedent(inspect.getsource(distributed.MPIComm.allreduce_mean)).strip()
+    assert source in (Path(__file__).parents[1] / "docs" / "distributed.md").read_text(encoding="utf-8")
