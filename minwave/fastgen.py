@@ -33,6 +33,7 @@ import numpy as np
 from numba import njit
 
 from .backend import to_host
+from .mulaw import mulaw_level
 
 JIT = dict(cache=True, nogil=True, error_model="numpy")  # cached on disk; numpy error model: no
 # zero-division check (and branch) in every loop that divides
@@ -43,7 +44,7 @@ PRODUCT_MATH = {"contract", "reassoc"}  # fused multiply-add; reassociation turn
 class Packed(NamedTuple):
     """The weights as the kernel reads them: float32 host copies, C-contiguous."""
 
-    emb: np.ndarray  # (k, Q, R)      input embedding, one (Q, R) table per tap
+    emb: np.ndarray  # (k, Q, R)      input layer as one (Q, R) table per tap (either representation)
     emb_b: np.ndarray  # (R,)
     dil_W: np.ndarray  # (L, k·R, 2D)   dilated conv, taps stacked: rows j·R … j·R+R-1 multiply h(t-(k-1-j)·d);
     #                                   output channels [filter | gate], as in the model
@@ -87,6 +88,9 @@ def pack(params: dict, config, tags, batch: int, frames=None, first_sample: int 
     frames: (B, F, C) host frames for a locally conditioned model (None otherwise); first_sample: the
     sample of the frames' grid that seq[:, 0] is (negative for a history before frame 0). Step t, which
     predicts seq[:, t+1], adds row (t + 1 + first_sample) // h + a of local_projection to every layer.
+
+    The input layer becomes a lookup table either way: the embedding is one already, and the level
+    input's tap j gives code c the row y_c · W[j] (the same float32 product model.forward computes).
     """
     c = config
     L, D, R, k = c.n_layers, c.dilation_channels, c.residual_channels, c.kernel_size
@@ -110,8 +114,13 @@ def pack(params: dict, config, tags, batch: int, frames=None, first_sample: int 
         if i < L - 1:
             res_W[i] = host(f"layers.{i}.residual.W")
             res_b[i] = host(f"layers.{i}.residual.b")
+    if c.input == "embedding":
+        emb = f32(host("input.W"))  # (k, Q, R)
+    else:
+        levels = mulaw_level(np.arange(c.quantization_channels), c.quantization_channels).astype(np.float32)
+        emb = f32(levels[None, :, None] * f32(host("input.W")))  # (k, 1, R) -> (k, Q, R)
     return Packed(
-        emb=f32(host("input.W")),
+        emb=emb,
         emb_b=f32(host("input.b")),
         dil_W=dil_W,
         dil_b=dil_b,

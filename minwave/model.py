@@ -5,7 +5,7 @@ Legend: B batch, T time, Q classes, R residual channels, D dilation channels, S 
 L layers (stacks × layers_per_stack), G tags, k kernel size; local conditioning: F frames of C channels,
 h samples per frame (hop).
 
-    codes (B, T) ──causal k-tap embedding──> x_0 (B, T, R)
+    codes (B, T) ──causal k-tap input layer──> x_0 (B, T, R)     (config.input: "level" or "embedding")
     for each layer l (dilation d_l):
         z_l = tanh(W_f∗x_l + V_f·h) ⊙ σ(W_g∗x_l + V_g·h)        (B, T, D)
         x_{l+1} = x_l + z_l @ W_res,l + b_res,l                 (B, T, R)   (not for the last layer)
@@ -19,6 +19,15 @@ upsampled (ops/upsample.py: a learned 3-tap convolution over frames, then each f
 samples) and every layer adds its own projection U_l · c_t to the gate's pre-activations, beside V_l · h.
 Because holding a frame commutes with U, the projection of all layers is one product at frame rate,
 (B, F, C) @ (C, L·2D), indexed at sample rate.
+
+The input layer (docs/free_running.md says why the default is "level"):
+    "level"      the companded level y_t = (2·x_t + 1)/Q - 1 ∈ [-1, 1] of each code, one real channel,
+                 through a causal k-tap convolution: x_0 = b + Σ_j y_{t-(k-1-j)} · W[j]     W (k, 1, R)
+                 Neighbouring codes get neighbouring inputs, so a wrong-but-close sampled code is a
+                 small nudge, not a jump to an input the network never saw: free-running output holds a tone.
+    "embedding"  a free (Q, R) table per tap, x_0 = b + Σ_j W[j][x_{t-(k-1-j)}]                W (k, Q, R)
+                 (a one-hot convolution). Every code has its own unrelated vector: it fits the data
+                 better (fewer bits) but a single unusual sampled code derails free-running generation.
 """
 
 from __future__ import annotations
@@ -31,6 +40,10 @@ import numpy as np
 from . import ops
 from .backend import Backend, get_backend, to_host
 from .conditioning import CONDITION_TYPES, NOTE_CHANNELS
+from .mulaw import mulaw_level
+
+INPUTS = ("level", "embedding")  # the input layer's representations (WaveNetConfig.input)
+
 
 UPSAMPLE_TAPS = 3  # the upsampler's convolution over frames: one frame back, one ahead (ops/upsample.py)
 
@@ -51,6 +64,7 @@ class WaveNetConfig:
     condition: str = ""  # local conditioning: "" (none), "notes" (piano roll) or "mel" (log-mel spectrogram)
     cond_channels: int = 0  # C, the features per frame: 176 for notes, n_mels for mel; 0 without
     cond_hop: int = 256  # h, samples per conditioning frame
+    input: str = "level"  # "level" (μ-law level, one channel) or "embedding" (a free table per code)
 
     def __post_init__(self):
         minimum = {
@@ -72,7 +86,11 @@ class WaveNetConfig:
             raise ValueError("WaveNetConfig.cond_channels must be > 0 exactly when condition is set")
         if self.condition == "notes" and self.cond_channels != NOTE_CHANNELS:
             raise ValueError(f"WaveNetConfig.cond_channels must be {NOTE_CHANNELS} for notes, got {self.cond_channels}")
+        if self.input not in INPUTS:
+            raise ValueError(f"WaveNetConfig.input must be one of {', '.join(INPUTS)}, got {self.input!r}")
         for f in fields(self):
+            if f.name == "input":
+                continue
             if f.name == "condition":
                 continue
             value = getattr(self, f.name)
@@ -112,14 +130,16 @@ class WaveNetConfig:
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown WaveNetConfig fields: {sorted(unknown)}")
-        return cls(**d)
+        # checkpoints written before the input layer was a choice all used the free embedding
+        return cls(**{"input": "embedding", **d})
 
 
 def init_params(config: WaveNetConfig, seed: int = 0) -> dict[str, np.ndarray]:
     """Fresh float64 host parameters (the caller casts and moves them).
 
     Initialisation, chosen so that a 30+ layer stack trains stably from step one:
-    - input embedding W (k, Q, R): N(0, 1/k), so x_0 = Σ of k rows has unit variance;
+    - input embedding W (k, Q, R): N(0, 1/k), so x_0 = Σ of k rows has unit variance; the level input
+      W (k, 1, R): N(0, 3/k), the same for levels spread evenly over [-1, 1] (variance 1/3);
     - dilated conv W (k, R, 2D) and conditioning V (G, 2D): N(0, 1/fan_in) (LeCun normal, right for
       tanh/σ: pre-activations of unit variance, neither saturated nor linear), fan_in = k·R (+ G);
     - residual W (D, R): N(0, 1/D) scaled by 1/√L so that the residual stream x_L, a sum of L layer
@@ -139,7 +159,7 @@ def init_params(config: WaveNetConfig, seed: int = 0) -> dict[str, np.ndarray]:
         return rng.standard_normal(shape) * math.sqrt(var)
 
     p: dict[str, np.ndarray] = {
-        "input.W": normal((k, Q, R), 1.0 / k),
+        "input.W": normal((k, Q, R), 1.0 / k) if config.input == "embedding" else normal((k, 1, R), 3.0 / k),
         "input.b": np.zeros(R),
     }
     for i in range(L):
@@ -224,7 +244,12 @@ class WaveNet:
         lines = [
             f"WaveNet  {c.stacks} stack{'s' * (c.stacks != 1)} × {c.layers_per_stack} layers, kernel {c.kernel_size}, "
             f"{self.backend.name}/{self.dtype.name}",
-            f"  input   causal {c.kernel_size}-tap embedding  {c.quantization_channels} -> {c.residual_channels}",
+            f"  input   causal {c.kernel_size}-tap "
+            + (
+                f"embedding  {c.quantization_channels} codes -> {c.residual_channels}"
+                if c.input == "embedding"
+                else f"convolution of the μ-law level  1 -> {c.residual_channels}"
+            ),
         ]
         for s in range(c.stacks):
             ds = c.dilations[s * c.layers_per_stack : (s + 1) * c.layers_per_stack]
@@ -324,7 +349,7 @@ class WaveNet:
         L, D = c.n_layers, c.dilation_channels
         B, T = x.shape
         first = self._input_starts(out_start)  # x_l covers positions first[l] … T-1
-        h, input_cache = ops.causal_embedding_forward(x, p["input.W"], p["input.b"], T - first[0])  # x_0
+        h, input_cache = self._input_forward(x, T - first[0])  # x_0 (B, T - first[0], R)
         zs = xp.empty((B, T - out_start, L * D), dtype=self.dtype)  # (B, T', L·D) every z_l, side by side
         layer_caches = []
         local_cache = proj = None
@@ -407,8 +432,23 @@ class WaveNet:
             for i in range(L):
                 grads[f"layers.{i}.cond.U"] = dU[:, i * 2 * D : (i + 1) * 2 * D]
             _, grads["cond.up.W"] = ops.frame_conv_backward(dproj @ U.T, up_cache)  # dcond: data, dropped
-        grads["input.W"], grads["input.b"] = ops.causal_embedding_backward(dh, input_cache)
+        grads["input.W"], grads["input.b"] = self._input_backward(dh, input_cache)
         return grads
+
+    def _input_forward(self, x, t_out: int):
+        """The input layer on codes x (B, T): x_0 at the last t_out positions (B, t_out, R)."""
+        p = self.params
+        if self.config.input == "embedding":
+            return ops.causal_embedding_forward(x, p["input.W"], p["input.b"], t_out)
+        levels = mulaw_level(x, self.config.quantization_channels).astype(self.dtype)[..., None]  # (B, T, 1)
+        return ops.causal_conv_forward(levels, p["input.W"], p["input.b"], 1, t_out)
+
+    def _input_backward(self, dh, cache):
+        """(dW, db) of the input layer; the codes get no gradient."""
+        if self.config.input == "embedding":
+            return ops.causal_embedding_backward(dh, cache)
+        _, dW, db = ops.causal_conv_backward(dh, cache)  # dlevels: the data, not a parameter
+        return dW, db
 
     def _check_cond(self, x, cond, cond_offset, n_in: int):
         """cond (B, F, C) frames for a locally conditioned model (None otherwise), covering samples

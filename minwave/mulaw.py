@@ -49,6 +49,16 @@ def mulaw_encode(x, quantization_channels: int = 256):
     return xp.clip(codes, 0, q - 1)
 
 
+def mulaw_level(codes, quantization_channels: int = 256):
+    """Int codes 0..Q-1 -> the companded level at the centre of each bin, (2c + 1)/Q - 1 ∈ (-1, 1), float64.
+
+    This is what the model's "level" input layer sees (model.py): neighbouring codes, neighbouring values.
+    """
+    xp = array_module(codes)
+    q = _check_channels(quantization_channels)
+    return (xp.asarray(codes).astype(xp.float64) + 0.5) / q * 2.0 - 1.0
+
+
 def mulaw_decode(codes, quantization_channels: int = 256):
     """Int codes 0..Q-1 -> float64 audio in [-1, 1], each code mapped to the centre of its bin.
 

@@ -71,9 +71,10 @@ CASES = [  # kernel_size, stacks, n_tags, temperature, prime length, batch, seed
 ]
 
 
+@pytest.mark.parametrize("input_layer", ["level", "embedding"])
 @pytest.mark.parametrize("k, stacks, n_tags, temperature, n_prime, batch, seed", CASES)
-def test_fast_equals_naive(k, stacks, n_tags, temperature, n_prime, batch, seed):
-    model = tiny_model(seed=seed, kernel_size=k, stacks=stacks, n_tags=n_tags)
+def test_fast_equals_naive(k, stacks, n_tags, temperature, n_prime, batch, seed, input_layer):
+    model = tiny_model(seed=seed, kernel_size=k, stacks=stacks, n_tags=n_tags, input=input_layer)
     tags = multi_hot(batch, n_tags, seed) if n_tags else None
     rng = np.random.default_rng(seed)
     prime = rng.integers(0, 32, (batch, n_prime)) if n_prime else None
@@ -110,13 +111,14 @@ def test_streams_are_independent_and_prime_broadcasts():
 
 
 # ============================================================================ the fast path's logits
+@pytest.mark.parametrize("input_layer", ["level", "embedding"])
 @pytest.mark.parametrize("k, stacks, n_tags", [(2, 1, 0), (3, 2, 3), (2, 2, 3)])
-def test_teacher_forced_logits_equal_forward(k, stacks, n_tags):
+def test_teacher_forced_logits_equal_forward(k, stacks, n_tags, input_layer):
     """The queue algorithm over given codes reproduces model.forward, every position, to float32 rounding.
 
     T is several receptive fields, so every queue wraps around many times.
     """
-    model = tiny_model(kernel_size=k, stacks=stacks, n_tags=n_tags)
+    model = tiny_model(kernel_size=k, stacks=stacks, n_tags=n_tags, input=input_layer)
     B, T = 2, 4 * model.receptive_field + 7
     codes = np.random.default_rng(0).integers(0, 32, (B, T))
     tags = multi_hot(B, n_tags) if n_tags else None
