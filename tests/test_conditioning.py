@@ -321,3 +321,21 @@ def test_local_batches_reject_frames_that_do_not_fit():
         LocalBatchSampler(clips, [frames[0]] * 3, 40, 1, 0, 150, 50, 8, quantization_channels=32)
     with pytest.raises(ValueError, match="2 frame arrays for 3 clips"):
         LocalBatchSampler(clips, frames[:2], 40, 1, 0, 150, 50, 8, quantization_channels=32)
+
+
+def test_the_benchmarks_pitch_judge(builtin_cache):
+    """bench.notes.pitch_accuracy (librosa.yin against the score) passes the real organ and pluck clips
+    and fails them when the score is a semitone off."""
+    pytest.importorskip("librosa")
+    import soundfile as sf
+
+    from minwave.bench.notes import pitch_accuracy
+    from minwave.synth import ensure_builtin_dataset
+
+    folder = ensure_builtin_dataset()
+    for name in ("organ_00.wav", "pluck_01.wav"):
+        audio, sr = sf.read(str(folder / name))
+        notes = cond.read_notes(cond.notes_path_for(folder / name))
+        right, judged = pitch_accuracy(audio, sr, notes)
+        wrong, _ = pitch_accuracy(audio, sr, [n._replace(pitch=n.pitch + 1) for n in notes])
+        assert judged > 100 and right > 0.9 and wrong < 0.1, (name, right, wrong)

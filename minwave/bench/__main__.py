@@ -2,6 +2,7 @@
 
     python -m minwave.bench generate --help
     python -m minwave.bench train --help
+    python -m minwave.bench notes --help
 
 A subcommand's module is imported only when it is asked for, so one benchmark's imports (PyTorch,
 matplotlib, Numba) never slow down or break another.
@@ -16,6 +17,7 @@ import sys
 SUBCOMMANDS = {
     "generate": "sampling speed: the Numba queue sampler against the naive one, batch 1 and 16, a depth sweep",
     "train": "training-step speed: forward, backward and Adam, optionally against PyTorch",
+    "notes": "local conditioning: the fast sampler with and without frames; a notes model's pitch accuracy",
 }
 
 
