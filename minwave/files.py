@@ -55,6 +55,20 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
+def atomic_write_audio(path: str | os.PathLike, audio, sample_rate: int, format: str = "WAV", subtype="PCM_16") -> Path:
+    """atomic_write of an audio file (soundfile's format and subtype names).
+
+    Encoded in memory first: soundfile writing to a file would swallow the OSError of a failing write."""
+    import io
+
+    import soundfile as sf
+
+    encoded = io.BytesIO()
+    sf.write(encoded, audio, sample_rate, format=format, subtype=subtype)
+    data = encoded.getvalue()
+    return atomic_write(path, lambda f: f.write(data))
+
+
 def fsync_folder(folder: Path) -> None:
     """Make a rename itself durable (POSIX); not possible, nor needed, on every platform."""
     try:

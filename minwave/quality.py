@@ -11,8 +11,9 @@ the generated audio itself, at every checkpoint and after every `generate`:
 
       r(τ) = Σ_t x[t] x[t+τ] / sqrt(Σ_t x[t]² · Σ_t x[t+τ]²)       (sums over the frame's overlap)
 
-  is 1 at a lag τ where the frame repeats itself exactly. Its largest value for pitches 40–800 Hz
-  (τ = sr/800 … sr/40) is the frame's periodicity; the clip's is the median over voiced frames.
+  is 1 at a lag τ where the frame repeats itself exactly. Its highest *peak* for pitches 40–800 Hz
+  (τ = sr/800 … sr/40) is the frame's periodicity (0 if r has no peak there: low-passed noise has a
+  high r at short lags, but falling, with no peak); the clip's is the median over voiced frames.
   A steady tone scores 0.9–1.0, white noise 0.1–0.2. A clip with no voiced frame scores 0.
 - **spectral flatness**: the geometric over the arithmetic mean of a frame's power spectrum (Hann
   window): ≈ 0 for a few harmonic lines, ≈ 0.5 for white noise under a Hann window (1 in the limit of
@@ -79,7 +80,7 @@ def normalised_autocorrelation(fr: np.ndarray, max_lag: int) -> np.ndarray:
     total = energy[:, -1:]
     lags = np.arange(max_lag + 1)
     head = energy[:, N - 1 - lags]  # Σ_{t < N-τ} x[t]²: the first factor's overlap
-    tail = total - np.concatenate([np.zeros((F, 1)), energy[:, : max_lag]], axis=1)  # Σ_{t ≥ τ} x[t]²
+    tail = total - np.concatenate([np.zeros((F, 1)), energy[:, :max_lag]], axis=1)  # Σ_{t ≥ τ} x[t]²
     return ac / np.sqrt(np.maximum(head * tail, 1e-30))
 
 
@@ -98,21 +99,26 @@ def quality(audio, sample_rate: int) -> Quality:
         return Quality(0.0, 1.0, float("nan"), 0.0)
     fr = fr[voiced]
     lo, hi = int(np.ceil(sample_rate / FMAX)), int(sample_rate / FMIN)
-    r = normalised_autocorrelation(fr, hi)  # (F', hi + 1)
-    r_pitch = r[:, lo:]  # lags lo … hi (fewer if frames are short)
-    per_frame = r_pitch.max(axis=1)
+    r = normalised_autocorrelation(fr, hi + 1)  # (F', hi + 2)
+    # only peaks count: low-passed noise has r falling smoothly from lag 0, high at short lags but with
+    # no peak; a repeating frame has a peak at its period. Lags lo-1 … hi+1 so that lo and hi can be peaks.
+    r_range = r[:, lo - 1 :]
+    inner = r_range[:, 1:-1]  # lags lo … hi (fewer if frames are short)
+    is_peak = (inner > r_range[:, :-2]) & (inner >= r_range[:, 2:])
+    peak_r = np.where(is_peak, inner, -1.0)
+    per_frame = np.maximum(peak_r.max(axis=1), 0.0)  # no peak at all: not periodic
 
-    # the smallest lag that is a local peak within 0.1 of the frame's best: the period, not a multiple
-    inner = r_pitch[:, 1:-1]
-    peaks = (inner >= r_pitch[:, :-2]) & (inner >= r_pitch[:, 2:]) & (inner >= per_frame[:, None] - 0.1)
-    first = np.where(peaks.any(axis=1), peaks.argmax(axis=1) + 1, r_pitch.argmax(axis=1))
+    # the smallest lag that is a peak within 0.1 of the frame's best: the period, not a multiple of it
+    near_best = is_peak & (inner >= per_frame[:, None] - 0.1)
+    first = np.where(near_best.any(axis=1), near_best.argmax(axis=1), 0)
     pitch = sample_rate / (lo + first)
+    pitch = np.where(is_peak.any(axis=1), pitch, np.nan)
 
     power = np.abs(np.fft.rfft(fr * np.hanning(fr.shape[1]), axis=1)) ** 2 + 1e-20
     flat = np.exp(np.mean(np.log(power), axis=1)) / np.mean(power, axis=1)
     return Quality(
         periodicity=float(np.median(per_frame)),
         flatness=float(np.median(flat)),
-        pitch_hz=float(np.median(pitch)),
+        pitch_hz=float(np.nanmedian(pitch)) if np.isfinite(pitch).any() else float("nan"),
         voiced=float(voiced.mean()),
     )

@@ -71,13 +71,15 @@ from .data import (
     unigram_bits,
     validation_batches,
 )
-from .files import atomic_write_text, clean_stale_temporaries, temporary_path
+from .files import atomic_write_audio, atomic_write_text, clean_stale_temporaries, temporary_path
 from .memory import check_fits, generation_bytes
 from .model import WaveNet, WaveNetConfig
 from .mulaw import mulaw_decode
 from .optim import Adam
 from .presets import DEFAULT_PRESET, MODEL_KEYS, PRESETS, TRAIN_KEYS, get_preset
+from .quality import Quality, quality
 from .synth import ensure_builtin_dataset
+from .threads import blas_threads_for, largest_product_macs, set_blas_threads
 
 PROG = "minwave.train"
 LN2 = math.log(2.0)
@@ -417,10 +419,34 @@ def safe_name(tag: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", tag).strip("-.") or "tag"
 
 
+def sample_names(tag_vocab: list[str], step: int) -> list[str]:
+    """One file name per tag (or one for an untagged model), distinct even when two tags differ only in
+    characters a file name drops ('a b' and 'a/b'): later ones get their index appended."""
+    names, seen = [], set()
+    for i, tag in enumerate(tag_vocab or [""]):
+        stem = f"step_{step:06d}" + (f"_{safe_name(tag)}" if tag_vocab else "")
+        if stem.lower() in seen:
+            stem = f"{stem}-{i}"
+        seen.add(stem.lower())
+        names.append(stem + ".wav")
+    return names
+
+
+def clip_quality(clips, quantization_channels: int, sample_rate: int) -> dict[str, float]:
+    """Median periodicity of real clips (quality.py), over all of them ("all") and per tag: the level
+    a model's samples are compared with."""
+    scores = [(quality(mulaw_decode(c.codes, quantization_channels), sample_rate).periodicity, c.tags) for c in clips]
+    out = {"all": float(np.median([p for p, _ in scores]))}
+    for tag in sorted({t for _, tags in scores for t in tags}):
+        out[tag] = float(np.median([p for p, tags in scores if tag in tags]))
+    return out
+
+
 def write_samples(
     model: WaveNet, tag_vocab: list[str], step: int, seconds: float, seed: int, folder: Path, frames=None
-) -> list[Path]:
-    """`seconds` of audio per tag (one untagged clip for an untagged model) as 16-bit WAVs; the paths.
+) -> list[tuple[Path, Quality]]:
+    """`seconds` of audio per tag (one untagged clip for an untagged model) as 16-bit WAVs, written
+    atomically; each file's path and how tonal it is (quality.py).
 
     frames (F, C): the local conditioning of every clip, for a model that has it; the clips are then at
     most F·hop samples long.
@@ -436,13 +462,12 @@ def write_samples(
     tags = np.eye(len(tag_vocab), dtype=np.float32) if tag_vocab else None  # (G, G): one stream per tag
     codes = generate(model, n, batch=max(len(tag_vocab), 1), tags=tags, seed=seed, method="fast", cond=frames)
     folder.mkdir(parents=True, exist_ok=True)
-    names = [f"step_{step:06d}_{safe_name(t)}.wav" for t in tag_vocab] or [f"step_{step:06d}.wav"]
-    paths = []
-    for row, name in zip(np.asarray(codes), names):
+    written = []
+    for row, name in zip(np.asarray(codes), sample_names(tag_vocab, step)):
         audio = mulaw_decode(row.astype(np.int64), model.config.quantization_channels)  # (n,) in [-1, 1]
-        sf.write(folder / name, audio.astype(np.float32), model.config.sample_rate, subtype="PCM_16")
-        paths.append(folder / name)
-    return paths
+        atomic_write_audio(folder / name, audio.astype(np.float32), model.config.sample_rate)
+        written.append((folder / name, quality(audio, model.config.sample_rate)))
+    return written
 
 
 def read_metrics(path: Path, up_to_step: int) -> list[dict]:
@@ -666,6 +691,8 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
     cond_offset = getattr(sampler, "cond_offset", 0)
     sample_frames = valid_frames[0] if condition else None  # checkpoint audio follows a held-out clip's frames
     baseline = unigram_bits(valid_clips, Q)
+    data_tone = clip_quality(valid_clips, Q, sample_rate)  # what the samples' periodicity is compared with
+    threads = blas_threads_for(largest_product_macs(config, s["batch_size"] // comm.size, s["segment"]))
 
     if comm.rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -688,22 +715,50 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
     print(
         f"batch     {s['batch_size']} × ({s['segment']} + {receptive_field} context) samples, "
         f"activations ≈ {format_bytes(act)}; lr {s['lr']:g}, clip norm {s['clip_norm'] or 'off'}, "
-        f"{backend.name}"
+        f"{backend.name}" + (f", {threads} BLAS thread{'s' * (threads > 1)}" if backend.name == "numpy" else "")
     )
     print(f"baseline  μ-law unigram: {baseline:.3f} bits per sample (a model that learns goes below this)")
+    print(
+        f"tone      validation audio periodicity {data_tone['all']:.2f} (quality.py: a held note 0.9-1, noise "
+        "0.1-0.2); the samples written at each checkpoint are scored the same way"
+    )
 
     val_bits = ckpt.metrics.get("val_bits") if ckpt is not None else None  # the latest validation loss
     saved_step = ckpt.step if ckpt is not None else None  # the step checkpoint.npz holds
-    sample_paths: list[Path] = []
+    samples: list[tuple[Path, Quality]] = []  # the latest checkpoint's audio and its quality
+    tone = ckpt.metrics.get("sample_periodicity") if ckpt is not None else None  # their median periodicity
+
+    def listen() -> dict:
+        """Generate the checkpoint's audio, write it, and measure it: the metrics row's quality fields."""
+        nonlocal samples, tone
+        samples = write_samples(
+            model, dataset.tag_vocab, step, s["sample_seconds"], s["seed"], run_dir / SAMPLES_DIR, sample_frames
+        )
+        tone = float(np.median([q.periodicity for _, q in samples]))
+        per_clip = {
+            tag or "untagged": {
+                "periodicity": _json_float(q.periodicity, 3),
+                "flatness": _json_float(q.flatness, 3),
+                "pitch_hz": _json_float(q.pitch_hz, 1),
+            }
+            for tag, (_, q) in zip(dataset.tag_vocab or [""], samples)
+        }
+        return {
+            "sample_periodicity": _json_float(tone, 3),
+            "data_periodicity": _json_float(data_tone["all"], 3),
+            "samples": per_clip,
+        }
 
     def save_checkpoint(wall_s: float, train_bits: float | None) -> None:
-        """checkpoint.npz (atomically), then the audio and the plot, which only help a listener."""
-        nonlocal saved_step, sample_paths
+        """checkpoint.npz (atomically), then the plot."""
+        nonlocal saved_step
         summary = {
             "wall_s": round(wall_s, 3),
             "train_bits": _json_float(train_bits),
             "val_bits": _json_float(val_bits),
             "unigram_bits": _json_float(baseline),
+            "sample_periodicity": _json_float(tone, 3),
+            "data_periodicity": _json_float(data_tone["all"], 3),
         }
         checkpoint.save(
             ckpt_path,
@@ -716,10 +771,6 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
             metrics=summary,
         )
         saved_step = step
-        if s["sample_seconds"] > 0:
-            sample_paths = write_samples(
-                model, dataset.tag_vocab, step, s["sample_seconds"], s["seed"], run_dir / SAMPLES_DIR, sample_frames
-            )
         from .plotting import plot_losses  # matplotlib is imported only when a plot is written
 
         plot_losses(rows, run_dir / PLOT_NAME, baseline, title=f"minwave {s['preset']} — {run_dir.name}")
@@ -728,6 +779,7 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
     window_bits, window_norms, window_time = [], [], 0.0  # since the last metrics row
     train_bits = None
     t_start = time.perf_counter()
+    restore_threads = set_blas_threads(threads) if backend.name == "numpy" else (lambda: None)
     bar = tqdm(
         total=s["steps"],
         initial=step,
@@ -758,6 +810,7 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
             at_eval = at_checkpoint or step % s["eval_every"] == 0
             if at_eval:
                 val_bits = validation_bits(model, valid, backend, cond_offset)  # fixed batches: no training RNG
+            heard = listen() if at_checkpoint and comm.rank == 0 and s["sample_seconds"] > 0 else {}
             if at_eval or step % s["log_every"] == 0:
                 train_bits = float(np.mean(window_bits))
                 row = {
@@ -769,6 +822,7 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
                     "lr": s["lr"],
                     "samples_per_s": round(len(window_bits) * samples_per_step / max(window_time, 1e-9), 1),
                     "wall_s": round(wall_before + time.perf_counter() - t_start, 3),
+                    **heard,  # at a checkpoint: how tonal its generated audio is
                 }
                 rows.append(row)
                 if comm.rank == 0:
@@ -776,8 +830,9 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
                         f.write(json.dumps(row) + "\n")
                 window_bits, window_norms, window_time = [], [], 0.0
                 val = f"{val_bits:.3f}" if val_bits is not None else "-"
+                tone_text = f", tone {tone:.2f} (data {data_tone['all']:.2f})" if tone is not None else ""
                 bar.set_postfix_str(
-                    f"loss {train_bits:.3f} bits, val {val} (unigram {baseline:.3f}), "
+                    f"loss {train_bits:.3f} bits, val {val} (unigram {baseline:.3f}){tone_text}, "
                     f"{row['samples_per_s'] / 1000:.1f}k samples/s",
                     refresh=False,
                 )
@@ -803,6 +858,7 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
         ) from None
     finally:
         bar.close()
+        restore_threads()
 
     wall = wall_before + time.perf_counter() - t_start
     verdict = "below" if val_bits < baseline else "NOT below"
@@ -815,10 +871,19 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
     print(f"checkpoint {ckpt_path}")
     print(f"metrics   {metrics_path}")
     print(f"loss plot {run_dir / PLOT_NAME}")
-    if sample_paths:
-        print(f"samples   {', '.join(str(p) for p in sample_paths)}")
-    example_tag = f" --tags {dataset.tag_vocab[0]}" if dataset.tag_vocab else ""
-    print(f"generate  python -m minwave.generate --checkpoint {ckpt_path}{example_tag} --seconds 4 --out out.wav")
+    if samples:
+        print(f"samples   {', '.join(str(p) for p, _ in samples)}")
+        per_tag = ", ".join(f"{tag} {q.periodicity:.2f}" for tag, (_, q) in zip(dataset.tag_vocab, samples))
+        print(
+            f"          periodicity {tone:.2f}"
+            + (f" ({per_tag})" if per_tag else "")
+            + f", validation audio {data_tone['all']:.2f} (a held note 0.9-1, noise 0.1-0.2)"
+        )
+    example_tag = f" --tags {shlex.quote(dataset.tag_vocab[0])}" if dataset.tag_vocab else ""
+    print(
+        f"generate  python -m minwave.generate --checkpoint {shlex.quote(str(ckpt_path))}{example_tag} "
+        "--seconds 4 --out out.wav"
+    )
     return 0
 
 
@@ -837,7 +902,7 @@ def _diverged(what: str, step: int, saved_step: int | None, s: dict, run_dir: Pa
     if saved_step is not None:
         kept = (
             f"{run_dir / CHECKPOINT_NAME} still holds step {saved_step}; lower the learning rate, "
-            f"e.g. python -m minwave.train --resume --out {run_dir} --lr {s['lr'] / 3:.3g}"
+            f"e.g. python -m minwave.train --resume --out {shlex.quote(str(run_dir))} --lr {s['lr'] / 3:.3g}"
         )
     else:
         kept = f"no checkpoint had been saved yet; start again with a lower --lr than {s['lr']:g}"

@@ -111,18 +111,16 @@ def test_run_folder_has_log_plot_samples_and_summary(tmp_path, cfg, capsys):
 
     rows = metrics(run_dir)
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    training = {"step", "train_bits", "val_bits", "unigram_bits", "grad_norm", "lr", "samples_per_s", "wall_s"}
+    listening = {"sample_periodicity", "data_periodicity", "samples"}  # at a checkpoint (steps 2 and 4)
     for r in rows:
-        assert set(r) == {
-            "step",
-            "train_bits",
-            "val_bits",
-            "unigram_bits",
-            "grad_norm",
-            "lr",
-            "samples_per_s",
-            "wall_s",
-        }
+        assert set(r) == (training | listening if r["step"] in (2, 4) else training)
         assert math.isfinite(r["train_bits"]) and r["samples_per_s"] > 0 and r["grad_norm"] > 0
+    for r in rows[1::2]:  # every generated clip measured, against the validation audio
+        assert set(r["samples"]) == {"bell", "organ", "pluck"}
+        assert 0 <= r["sample_periodicity"] <= 1 and 0.5 < r["data_periodicity"] <= 1
+        assert all(set(q) == {"periodicity", "flatness", "pitch_hz"} for q in r["samples"].values())
+    assert f"periodicity {rows[-1]['sample_periodicity']:.2f}" in out and "validation audio" in out
     assert rows[0]["val_bits"] is None and rows[1]["val_bits"] > 0  # validation every 2 steps
     assert rows[0]["wall_s"] <= rows[-1]["wall_s"]
 
