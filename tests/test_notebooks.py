@@ -31,8 +31,8 @@ def dataset_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("minwave-cache")
 
 
-def test_there_are_eleven_chapters_in_order():
-    assert [p.name[:2] for p in NOTEBOOKS] == [f"{i:02d}" for i in range(11)], [p.name for p in NOTEBOOKS]
+def test_there_are_twelve_chapters_in_order():
+    assert [p.name[:2] for p in NOTEBOOKS] == [f"{i:02d}" for i in range(12)], [p.name for p in NOTEBOOKS]
 
 
 @pytest.mark.slow
