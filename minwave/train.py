@@ -880,9 +880,14 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
             + f", validation audio {data_tone['all']:.2f} (a held note 0.9-1, noise 0.1-0.2)"
         )
     example_tag = f" --tags {shlex.quote(dataset.tag_vocab[0])}" if dataset.tag_vocab else ""
+    length = {  # with local conditioning the length follows the notes or the recording
+        "": "--seconds 4",
+        "notes": "--melody 'C4:0.5 E4:0.5 G4:1'",
+        "mel": f"--vocode {shlex.quote(str(root / valid_clips[0].path))}",
+    }[config.condition]
     print(
         f"generate  python -m minwave.generate --checkpoint {shlex.quote(str(ckpt_path))}{example_tag} "
-        "--seconds 4 --out out.wav"
+        f"{length} --out out.wav"
     )
     return 0
 
