@@ -49,7 +49,7 @@ for tag in dataset.tag_vocab:
 
 # %%
 src = inspect.getsource(minwave.train.train)
-start = src.index("            x, tags = sampler.sample()")
+start = src.index("            batch = device_batch(sampler.sample()")
 print(src[start : src.index("\n", src.index("norm = optimizer.step", start))])
 
 # %% [markdown]
