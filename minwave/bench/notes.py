@@ -57,7 +57,7 @@ def pitch_accuracy(audio: np.ndarray, sample_rate: int, notes, hop: int = 256) -
     return float(np.mean(np.abs(cents) <= TOLERANCE_CENTS)), int(judged.sum())
 
 
-def pitch_report(checkpoint_path: str, seed: int = 0, reference: bool = True) -> dict:
+def pitch_report(checkpoint_path: str, seed: int = 0, reference: bool = True, temperature: float = 1.0) -> dict:
     """Pitch accuracy and periodicity of the model's rendering of MELODIES, per tag (and of the data)."""
     import soundfile as sf
 
@@ -73,14 +73,20 @@ def pitch_report(checkpoint_path: str, seed: int = 0, reference: bool = True) ->
     if c.condition != "notes":
         raise SystemExit(f"{checkpoint_path}: not a notes-conditioned checkpoint (condition {c.condition!r})")
     rate = c.sample_rate
-    report = {"checkpoint": str(checkpoint_path), "step": ckpt.step, "metrics": ckpt.metrics, "tags": {}}
+    report = {
+        "checkpoint": str(checkpoint_path),
+        "step": ckpt.step,
+        "metrics": ckpt.metrics,
+        "temperature": temperature,
+    }
+    report["tags"] = {}
     for tag, melody in MELODIES.items():
         if tag not in ckpt.tag_vocab:
             continue
         notes = conditioning.parse_melody(melody)
         n = int(round((conditioning.notes_duration_s(notes) + NOTES_TAIL_S) * rate))
         frames = conditioning.note_features(notes, n, c.cond_hop, rate)
-        codes = generate(ckpt.model, n, tags=ckpt.tag_vector([tag]), cond=frames, seed=seed)
+        codes = generate(ckpt.model, n, tags=ckpt.tag_vector([tag]), cond=frames, seed=seed, temperature=temperature)
         audio = mulaw_decode(codes[0], c.quantization_channels)
         accuracy, judged = pitch_accuracy(audio, rate, notes)
         q = quality(audio, rate)
@@ -128,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("what", choices=["speed", "pitch"])
     parser.add_argument("--checkpoint", help="pitch: a run trained with --condition notes")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--temperature", type=float, default=1.0, help="pitch: sampling temperature (default 1)")
     parser.add_argument("--no-reference", action="store_true", help="pitch: skip the training audio's figures")
     args = parser.parse_args(argv)
     if args.what == "speed":
@@ -135,5 +142,5 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.checkpoint:
         parser.error("pitch needs --checkpoint RUN")
-    print(json.dumps(pitch_report(args.checkpoint, args.seed, not args.no_reference), indent=1))
+    print(json.dumps(pitch_report(args.checkpoint, args.seed, not args.no_reference, args.temperature), indent=1))
     return 0
