@@ -1,7 +1,8 @@
 """Local-conditioning benchmark: `python -m minwave.bench notes`, docs/conditioning.md reports it.
 
     python -m minwave.bench notes speed                            # fast sampler, with and without frames
-    python -m minwave.bench notes pitch --checkpoint RUN [--json]  # a notes model plays unseen melodies
+    python -m minwave.bench notes pitch --checkpoint RUN            # a notes model plays unseen melodies
+    python -m minwave.bench notes vocode --checkpoint MEL_RUN [--baseline TAG_RUN]   # resynthesis
 
 speed: the fast sampler on WaveNetConfig() (2 × 10 layers, R = D = 32, S = Q = 256), batch 1, one
 thread, with no conditioning and with 80-band mel conditioning (hop 256), 16000 samples each; the best
@@ -106,6 +107,62 @@ def pitch_report(checkpoint_path: str, seed: int = 0, reference: bool = True, te
     return report
 
 
+def vocode_report(checkpoint_path: str, baseline_path: str | None = None, seconds: float = 3.0, seed: int = 0) -> dict:
+    """A mel-conditioned checkpoint resynthesises held-out built-in clips (the run's own validation
+    split) from their log-mel spectrograms: the mean |ln mel| difference to the original (natural-log
+    units, all frames and bands) and the periodicity of original and resynthesis; with baseline_path,
+    the periodicity of that (tag-only) checkpoint's free-running output for the same tags and length."""
+    from .. import checkpoint, conditioning
+    from ..data import load_audio, load_dataset, split_by_file
+    from ..mulaw import mulaw_decode
+    from ..quality import quality
+    from ..sampling import generate
+    from ..synth import ensure_builtin_dataset
+
+    ckpt = checkpoint.load(checkpoint_path)
+    c = ckpt.config
+    if c.condition != "mel":
+        raise SystemExit(f"{checkpoint_path}: not a mel-conditioned checkpoint (condition {c.condition!r})")
+    rate = c.sample_rate
+    root = ensure_builtin_dataset(sample_rate=rate)
+    dataset = load_dataset(root, rate, c.quantization_channels, trim_db=None, warn=lambda m: None)
+    _, valid = split_by_file(dataset, ckpt.train_args["valid_fraction"], ckpt.train_args["seed"])
+    baseline = checkpoint.load(baseline_path) if baseline_path else None
+    if baseline is not None and baseline.config.condition:
+        raise SystemExit(f"--baseline {baseline_path}: not a tag-only checkpoint ({baseline.config.condition!r})")
+    rows = []
+    for clip in valid:
+        original = load_audio(root / clip.path, rate)[: int(seconds * rate)]
+        spectrogram = conditioning.mel_features(original, rate, c.cond_hop, c.cond_channels)  # (F, M)
+        tags = ckpt.tag_vector(list(clip.tags))
+        again = mulaw_decode(generate(ckpt.model, len(original), tags=tags, cond=spectrogram, seed=seed)[0])
+        distance = np.abs(conditioning.mel_features(again, rate, c.cond_hop, c.cond_channels) - spectrogram)
+        row = {
+            "clip": clip.path,
+            "log_mel_distance": float(distance.mean() * conditioning.LOG_MEL_SCALE),
+            "periodicity_original": quality(original, rate).periodicity,
+            "periodicity_resynthesised": quality(again, rate).periodicity,
+        }
+        if baseline is not None:
+            free = mulaw_decode(
+                generate(baseline.model, len(original), tags=baseline.tag_vector(list(clip.tags)), seed=seed)[0]
+            )
+            row["periodicity_tag_only_free_running"] = quality(free, rate).periodicity
+            row["log_mel_distance_tag_only"] = float(
+                np.abs(conditioning.mel_features(free, rate, c.cond_hop, c.cond_channels) - spectrogram).mean()
+                * conditioning.LOG_MEL_SCALE
+            )
+        rows.append(row)
+    medians = {k: float(np.median([r[k] for r in rows])) for k in rows[0] if k != "clip"}
+    return {
+        "checkpoint": str(checkpoint_path),
+        "step": ckpt.step,
+        "baseline": baseline_path,
+        "median": medians,
+        "clips": rows,
+    }
+
+
 def speed_report(seconds: float = 1.0, repeats: int = 3) -> dict:
     """CPU seconds of the fast sampler for `seconds` of audio, batch 1, with and without mel frames."""
     from .. import WaveNet, WaveNetConfig
@@ -131,8 +188,9 @@ def speed_report(seconds: float = 1.0, repeats: int = 3) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m minwave.bench notes", description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=["speed", "pitch"])
-    parser.add_argument("--checkpoint", help="pitch: a run trained with --condition notes")
+    parser.add_argument("what", choices=["speed", "pitch", "vocode"])
+    parser.add_argument("--checkpoint", help="pitch: a run trained with --condition notes; vocode: --condition mel")
+    parser.add_argument("--baseline", help="vocode: a tag-only run whose free-running output is compared")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--temperature", type=float, default=1.0, help="pitch: sampling temperature (default 1)")
     parser.add_argument("--no-reference", action="store_true", help="pitch: skip the training audio's figures")
@@ -141,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(speed_report(), indent=1))
         return 0
     if not args.checkpoint:
-        parser.error("pitch needs --checkpoint RUN")
+        parser.error(f"{args.what} needs --checkpoint RUN")
+    if args.what == "vocode":
+        print(json.dumps(vocode_report(args.checkpoint, args.baseline, seed=args.seed), indent=1))
+        return 0
     print(json.dumps(pitch_report(args.checkpoint, args.seed, not args.no_reference, args.temperature), indent=1))
     return 0
