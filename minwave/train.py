@@ -108,7 +108,9 @@ def build_parser() -> ArgumentParser:
         "a metrics log, a loss plot and generated audio to a run folder.",
         epilog="Settings come from the preset, then the --config file, then the command line, each "
         "overriding the one before. With --resume, the run's own data, model, batch, segment, seed and split are "
-        "used, and only --steps, --lr, --clip-norm, the reporting intervals and --gpu may change.",
+        "used, and only --steps, --lr, --clip-norm, the reporting intervals and --gpu may change. "
+        "Started as `mpiexec -n N python -m minwave.train ...`, N processes train one model, each on B/N rows "
+        "of every batch, and rank 0 writes the run folder (docs/distributed.md).",
     )
     add = parser.add_argument
     add(
