@@ -75,7 +75,7 @@ def rank_timeout(environ=os.environ) -> float:
 class SingleProcess:
     """One process, no MPI: every collective is the identity. What `python -m minwave.train` uses."""
 
-    rank, size, local_rank = 0, 1, 0
+    rank, size, local_rank, local_size = 0, 1, 0, 1
 
     def allreduce_mean(self, loss: float, grads: dict) -> tuple[float, dict]:
         return loss, grads
@@ -98,7 +98,7 @@ class MPIComm:
         self.MPI, self.comm, self.timeout_s = MPI, MPI.COMM_WORLD, timeout_s
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         node = self.comm.Split_type(MPI.COMM_TYPE_SHARED)  # the ranks on this machine
-        self.local_rank = node.Get_rank()
+        self.local_rank, self.local_size = node.Get_rank(), node.Get_size()  # on this machine
         node.Free()
         self.step = 0  # allreduce calls so far, for messages
         self._buffer = None  # (flat buffer, [(name, start, stop, shape)]), made on first use

@@ -25,6 +25,7 @@ bit, as 2N steps in one go.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -47,6 +48,7 @@ from .cli_errors import (
     Interrupted,
     TrainingError,
     UsageError,
+    decay,
     fraction,
     interrupt_exit_code,
     interrupt_name,
@@ -75,11 +77,11 @@ from .files import atomic_write_audio, atomic_write_text, clean_stale_temporarie
 from .memory import check_fits, generation_bytes
 from .model import WaveNet, WaveNetConfig
 from .mulaw import mulaw_decode
-from .optim import Adam
-from .presets import DEFAULT_PRESET, MODEL_KEYS, PRESETS, TRAIN_KEYS, get_preset
+from .optim import Adam, scheduled_lr
+from .presets import DEFAULT_PRESET, MODEL_KEYS, PRESETS, RECIPE_BEFORE, TRAIN_KEYS, get_preset
 from .quality import Quality, quality
 from .synth import ensure_builtin_dataset
-from .threads import blas_threads_for, largest_product_macs, set_blas_threads
+from .threads import available_cores, blas_threads_for, largest_product_macs, set_blas_threads
 
 PROG = "minwave.train"
 LN2 = math.log(2.0)
@@ -92,6 +94,8 @@ SAMPLES_DIR = "samples"
 LOCKED = ("data", "preset", "model", "sample_rate", "batch_size", "segment", "seed", "valid_fraction")
 # Settings that --resume may change: how long, how fast, how often to report.
 CHANGEABLE = ("steps", "lr", "clip_norm", "checkpoint_every", "eval_every", "log_every", "sample_seconds")
+# The rest of the recipe (presets.py): how the learning rate moves and the weights are averaged.
+LOCKED += ("warmup", "lr_half_life", "ema")
 
 
 # ----------------------------------------------------------------------------------------- options
@@ -216,6 +220,26 @@ def build_parser() -> ArgumentParser:
         "(a vocoder). Audio is then not trimmed, so the frames stay aligned. Default: none",
     )
     add(
+        "--warmup",
+        type=non_negative_int,
+        metavar="N",
+        help=f"steps of linear learning-rate warm-up; 0: none {preset_default('warmup')}",
+    )
+    add(
+        "--lr-half-life",
+        type=non_negative_int,
+        metavar="N",
+        help="after the warm-up the learning rate halves every N steps; 0 keeps it constant "
+        f"{preset_default('lr_half_life')}",
+    )
+    add(
+        "--ema",
+        type=decay,
+        metavar="D",
+        help="decay of the moving average of the weights that validation, the samples and generation use "
+        f"(0.999 averages the last ~1000 steps); 0 turns it off {preset_default('ema')}",
+    )
+    add(
         "--sample-seconds",
         type=non_negative_float,
         metavar="S",
@@ -235,6 +259,9 @@ _CHECKS = {  # key -> (test, what it must be): the same rules for config files a
     "eval_every": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
     "log_every": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
     "sample_seconds": (lambda v: isinstance(v, (int, float)) and 0 <= v < math.inf, "a number >= 0"),
+    "warmup": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
+    "lr_half_life": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
+    "ema": (lambda v: isinstance(v, (int, float)) and 0 <= v < 1, "a number in [0, 1)"),
 }
 
 
@@ -320,6 +347,7 @@ def resolve_settings(args) -> tuple[dict, dict]:
 
 def resume_settings(stored: dict, given: dict, run_dir: Path, step: int) -> dict:
     """The checkpoint's settings with the changes --resume allows; UsageError for a conflicting option."""
+    stored = {**RECIPE_BEFORE, **stored}  # a run from before the recipe settings trained without them
     missing = [k for k in LOCKED + CHANGEABLE if k not in stored]
     if missing:
         raise CheckpointError(
@@ -400,6 +428,19 @@ def device_batch(batch, backend, cond_offset: int = 0) -> tuple:
     x, tags, *cond = batch
     args = (backend.asarray(x), None if tags is None else backend.asarray(tags))
     return args + ((backend.asarray(cond[0]), cond_offset) if cond else ())
+
+
+@contextlib.contextmanager
+def averaged_weights(model: WaveNet, optimizer: Adam):
+    """Inside: the model holds the optimizer's moving average of its weights (if it keeps one)."""
+    if optimizer.ema is None:
+        yield model
+        return
+    live, model.params = model.params, optimizer.ema
+    try:
+        yield model
+    finally:
+        model.params = live
 
 
 def validation_bits(model: WaveNet, batches, backend, cond_offset: int = 0) -> float:
@@ -655,7 +696,7 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
     # ---- model, optimizer, batches: fresh, or exactly where the checkpoint left them
     model = ckpt.model if ckpt is not None else WaveNet(config, seed=s["seed"], backend=backend)
     comm.broadcast_params(model.params)  # every rank starts from rank 0's parameters
-    optimizer = Adam(model.params, lr=s["lr"], clip_norm=s["clip_norm"] or None)
+    optimizer = Adam(model.params, lr=s["lr"], clip_norm=s["clip_norm"] or None, ema_decay=s["ema"] or None)
     sampler_class, clips_args = BatchSampler, (train_clips,)
     if condition:  # local conditioning: every clip's frames, and rows that carry theirs
         try:
@@ -694,7 +735,10 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
     sample_frames = valid_frames[0] if condition else None  # checkpoint audio follows a held-out clip's frames
     baseline = unigram_bits(valid_clips, Q)
     data_tone = clip_quality(valid_clips, Q, sample_rate)  # what the samples' periodicity is compared with
-    threads = blas_threads_for(largest_product_macs(config, s["batch_size"] // comm.size, s["segment"]))
+    threads = blas_threads_for(
+        largest_product_macs(config, s["batch_size"] // comm.size, s["segment"]),
+        cores=max(1, available_cores() // comm.local_size),  # the ranks on this machine share its cores
+    )
 
     if comm.rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -733,9 +777,10 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
     def listen() -> dict:
         """Generate the checkpoint's audio, write it, and measure it: the metrics row's quality fields."""
         nonlocal samples, tone
-        samples = write_samples(
-            model, dataset.tag_vocab, step, s["sample_seconds"], s["seed"], run_dir / SAMPLES_DIR, sample_frames
-        )
+        with averaged_weights(model, optimizer):
+            samples = write_samples(
+                model, dataset.tag_vocab, step, s["sample_seconds"], s["seed"], run_dir / SAMPLES_DIR, sample_frames
+            )
         tone = float(np.median([q.periodicity for _, q in samples]))
         per_clip = {
             tag or "untagged": {
@@ -800,6 +845,7 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
             loss, grads = comm.allreduce_mean(loss, grads)  # over all ranks' rows (distributed.py); alone: as is
             if not math.isfinite(loss):  # stop before the update: the parameters are still the good ones
                 raise TrainingError(_diverged(f"the loss became {loss}", step + 1, saved_step, s, run_dir))
+            optimizer.lr = scheduled_lr(step + 1, s["lr"], s["warmup"], s["lr_half_life"])  # optim.py
             norm = optimizer.step(model.params, grads)  # ‖g‖ before clipping
             if not math.isfinite(norm):  # this update spoilt the parameters: never save them
                 raise TrainingError(_diverged(f"the gradient norm became {norm}", step + 1, saved_step, s, run_dir))
@@ -811,7 +857,8 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
             at_checkpoint = step % s["checkpoint_every"] == 0 or step == s["steps"]
             at_eval = at_checkpoint or step % s["eval_every"] == 0
             if at_eval:
-                val_bits = validation_bits(model, valid, backend, cond_offset)  # fixed batches: no training RNG
+                with averaged_weights(model, optimizer):  # fixed batches: no training RNG
+                    val_bits = validation_bits(model, valid, backend, cond_offset)
             heard = listen() if at_checkpoint and comm.rank == 0 and s["sample_seconds"] > 0 else {}
             if at_eval or step % s["log_every"] == 0:
                 train_bits = float(np.mean(window_bits))
@@ -821,7 +868,7 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
                     "val_bits": _json_float(val_bits) if at_eval else None,
                     "unigram_bits": _json_float(baseline),
                     "grad_norm": _json_float(float(np.mean(window_norms))),
-                    "lr": s["lr"],
+                    "lr": _json_float(optimizer.lr, 8),
                     "samples_per_s": round(len(window_bits) * samples_per_step / max(window_time, 1e-9), 1),
                     "wall_s": round(wall_before + time.perf_counter() - t_start, 3),
                     **heard,  # at a checkpoint: how tonal its generated audio is
