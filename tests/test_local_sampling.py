@@ -109,3 +109,25 @@ def test_local_conditioning_arguments_are_checked():
         generate(tiny_model(), 64, cond=frames[0])
     with pytest.raises(ValueError, match="pass cond exactly for a locally conditioned model"):
         fastgen.teacher_forced_logits(model, np.zeros((1, 5), np.int64))
+
+
+def test_both_samplers_from_a_device_model_with_frames():
+    """The strict CuPy stand-in: the naive sampler moves each window of frames to the device explicitly,
+    the fast one reads device weights and device frames; both give the NumPy model's codes."""
+    from strict_xp import strict_backend
+
+    from minwave import WaveNet
+
+    ref = local_model("mel", n_tags=2)
+    frames = frames_for("mel", 40, 2)
+    tags = multi_hot(2, 2)
+    expected = generate(ref, 40, batch=2, tags=tags, cond=frames, seed=4, method="naive")
+    with strict_backend() as backend:
+        m = WaveNet(ref.config, backend=backend)
+        m.load_params(ref.host_params())
+        naive = generate(
+            m, 40, batch=2, tags=backend.asarray(tags), cond=backend.asarray(frames), seed=4, method="naive"
+        )
+        fast = generate(m, 40, batch=2, tags=tags, cond=backend.asarray(frames), seed=4)
+    np.testing.assert_array_equal(naive, expected)
+    np.testing.assert_array_equal(fast, expected)
