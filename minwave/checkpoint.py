@@ -59,6 +59,19 @@ class Checkpoint:
     def config(self) -> WaveNetConfig:
         return self.model.config
 
+    def generation_model(self) -> WaveNet:
+        """The model to generate with: the moving average of the weights where the run kept one
+        (train --ema, optim.py), else the trained weights themselves (self.model, which resume uses)."""
+        ema = {k.removeprefix("ema/"): v for k, v in self.optimizer_state.items() if k.startswith("ema/")}
+        if not ema:
+            return self.model
+        model = WaveNet(self.model.config, dtype=self.model.dtype, backend=self.model.backend)
+        try:
+            model.load_params(ema)
+        except ValueError as exc:
+            raise CheckpointError(f"{self.path}: its averaged weights do not fit the model ({exc})") from None
+        return model
+
     @property
     def sample_rate(self) -> int:
         return self.model.config.sample_rate

@@ -116,6 +116,14 @@ def fraction(text: str) -> float:
     return value
 
 
+def decay(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1:
+        raise ValueError(text)
+    return value
+
+
+decay.__name__ = "number in [0, 1)"
 positive_int.__name__ = "positive integer"
 non_negative_int.__name__ = "non-negative integer"
 positive_float.__name__ = "positive number"

@@ -182,7 +182,7 @@ def _main(argv: list[str] | None) -> int:
         file=sys.stderr,
     )
     codes = generate(
-        ckpt.model,
+        ckpt.generation_model(),
         n,
         batch=args.batch,
         tags=tags,

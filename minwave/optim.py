@@ -4,6 +4,14 @@
     m ← β1 m + (1-β1) g,   v ← β2 v + (1-β2) g²
     p ← p - lr · m̂ / (√v̂ + ε),   m̂ = m / (1-β1^t),   v̂ = v / (1-β2^t)
 
+With ema_decay, Adam also keeps an exponential moving average of the parameters, the weights used for
+validation, generated samples and export (Polyak averaging: the average of the last ~1/(1-decay)
+iterates is smoother than any one of them):
+
+    a ← d·a + (1-d)·p,   d = min(ema_decay, (1 + t) / (10 + t))
+
+The warm-up of d keeps a short run's average from being dominated by the initial weights.
+
 The whole state is a flat dict of arrays (`state_dict()`), so a checkpoint can store it with
 np.savez and no pickle.
 """
@@ -41,6 +49,7 @@ class Adam:
         betas=(0.9, 0.999),
         eps: float = 1e-8,
         clip_norm: float | None = None,
+        ema_decay: float | None = None,
     ):
         if not isinstance(params, Mapping):
             raise TypeError(f"params must be a dict of name -> array (model.params), got {type(params).__name__}")
@@ -52,6 +61,11 @@ class Adam:
             raise ValueError(f"eps must be > 0, got {eps}")
         if clip_norm is not None and not clip_norm > 0:
             raise ValueError(f"clip_norm must be > 0 or None, got {clip_norm}")
+        if ema_decay is not None and not 0 < ema_decay < 1:
+            raise ValueError(f"ema_decay must lie in (0, 1) or be None, got {ema_decay}")
+        self.ema_decay = ema_decay
+        # the averaged parameters (None without ema_decay); xp.array copies: never the live arrays
+        self.ema = None if ema_decay is None else {n: array_module(p).array(p) for n, p in params.items()}
         self.lr, self.betas, self.eps, self.clip_norm = float(lr), tuple(betas), float(eps), clip_norm
         self.t = 0
         self.m = {name: array_module(p).zeros_like(p) for name, p in params.items()}
@@ -84,19 +98,29 @@ class Adam:
             v *= b2
             v += (1 - b2) * (g * g)
             p -= lr_t * m / (xp.sqrt(v) + eps_t)
+        if self.ema is not None:
+            d = min(self.ema_decay, (1 + self.t) / (10 + self.t))
+            for name, p in params.items():
+                a = self.ema[name]
+                a *= d
+                a += (1 - d) * p
         return norm
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Host copies (snapshots, never views of the live moments): {'t', 'm/<name>', 'v/<name>'}."""
+        """Host copies (snapshots, never views of the live moments): {'t', 'm/<name>', 'v/<name>'}, and
+        'ema/<name>' with ema_decay."""
         state = {"t": np.array(self.t, dtype=np.int64)}
         for name in self.m:
             state[f"m/{name}"] = np.array(to_host(self.m[name]))
             state[f"v/{name}"] = np.array(to_host(self.v[name]))
+            if self.ema is not None:
+                state[f"ema/{name}"] = np.array(to_host(self.ema[name]))
         return state
 
     def load_state_dict(self, state: dict) -> None:
         """Restore from state_dict() output, onto the backend and dtype of the current moments."""
-        expected = {"t"} | {f"{k}/{n}" for n in self.m for k in "mv"}
+        kinds = ("m", "v", "ema") if self.ema is not None else ("m", "v")
+        expected = {"t"} | {f"{k}/{n}" for n in self.m for k in kinds}
         if not isinstance(state, Mapping):
             raise TypeError(f"state must be a dict from state_dict(), got {type(state).__name__}")
         if set(state) != expected:
@@ -106,7 +130,8 @@ class Adam:
             raise ValueError(f"optimizer state t must be one integer >= 0 (the step count), got {t!r}")
         self.t = int(t.item())  # .item() accepts any size-1 array
         for name in self.m:
-            for moments, key in ((self.m, f"m/{name}"), (self.v, f"v/{name}")):
+            pairs = [(self.m, f"m/{name}"), (self.v, f"v/{name}")] + ([(self.ema, f"ema/{name}")] if self.ema else [])
+            for moments, key in pairs:
                 current = moments[name]
                 if tuple(state[key].shape) != tuple(current.shape):
                     raise ValueError(f"optimizer state {key}: shape {state[key].shape} != {current.shape}")
@@ -118,3 +143,13 @@ def _few(names, shown: int = 3) -> str:
     names = sorted(names)
     more = f" and {len(names) - shown} more" if len(names) > shown else ""
     return ", ".join(repr(n) for n in names[:shown]) + more
+
+
+def scheduled_lr(step: int, lr: float, warmup: int = 0, half_life: float = 0) -> float:
+    """The learning rate of update number `step` (1, 2, …): a linear warm-up over the first `warmup`
+    updates, then halving every `half_life` updates after it (0: constant). A function of the step
+    alone, so a resumed run follows the same schedule as an uninterrupted one."""
+    rate = lr * min(1.0, step / warmup) if warmup > 0 else lr
+    if half_life > 0 and step > warmup:
+        rate *= 0.5 ** ((step - warmup) / half_life)
+    return rate

@@ -28,7 +28,12 @@ TRAIN_KEYS = (
     "eval_every",
     "log_every",
     "sample_seconds",
+    "warmup",
+    "lr_half_life",
+    "ema",
 )
+# What a run stored before these settings existed trained as with these values (resume keeps them).
+RECIPE_BEFORE = {"warmup": 0, "lr_half_life": 0, "ema": 0.0}
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,9 @@ class Preset:
     eval_every: int = 50
     log_every: int = 10
     sample_seconds: float = 1.0  # audio generated per tag at each checkpoint; 0 turns it off
+    warmup: int = 0  # steps of linear learning-rate warm-up; 0: none
+    lr_half_life: int = 0  # after the warm-up, the learning rate halves every this many steps; 0: constant
+    ema: float = 0.0  # decay of the weights' moving average used for validation, samples and export; 0: off
 
     def train_defaults(self) -> dict:
         return {key: getattr(self, key) for key in TRAIN_KEYS}

@@ -35,6 +35,7 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import soundfile as sf
@@ -485,11 +486,19 @@ def clip_quality(clips, quantization_channels: int, sample_rate: int) -> dict[st
     return out
 
 
-def write_samples(
+class Sample(NamedTuple):
+    """One generated clip of a checkpoint: where it goes, the audio, and how tonal it is."""
+
+    path: Path
+    audio: np.ndarray  # (n,) float32 in [-1, 1]
+    quality: Quality
+
+
+def make_samples(
     model: WaveNet, tag_vocab: list[str], step: int, seconds: float, seed: int, folder: Path, frames=None
-) -> list[tuple[Path, Quality]]:
-    """`seconds` of audio per tag (one untagged clip for an untagged model) as 16-bit WAVs, written
-    atomically; each file's path and how tonal it is (quality.py).
+) -> list[Sample]:
+    """`seconds` of audio per tag (one untagged clip for an untagged model), measured (quality.py);
+    write_samples() writes them.
 
     frames (F, C): the local conditioning of every clip, for a model that has it; the clips are then at
     most F·hop samples long.
@@ -504,13 +513,18 @@ def write_samples(
         n = min(n, len(frames) * model.config.cond_hop)
     tags = np.eye(len(tag_vocab), dtype=np.float32) if tag_vocab else None  # (G, G): one stream per tag
     codes = generate(model, n, batch=max(len(tag_vocab), 1), tags=tags, seed=seed, method="fast", cond=frames)
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
+    samples = []
     for row, name in zip(np.asarray(codes), sample_names(tag_vocab, step)):
-        audio = mulaw_decode(row.astype(np.int64), model.config.quantization_channels)  # (n,) in [-1, 1]
-        atomic_write_audio(folder / name, audio.astype(np.float32), model.config.sample_rate)
-        written.append((folder / name, quality(audio, model.config.sample_rate)))
-    return written
+        audio = mulaw_decode(row.astype(np.int64), model.config.quantization_channels).astype(np.float32)  # (n,)
+        samples.append(Sample(folder / name, audio, quality(audio, model.config.sample_rate)))
+    return samples
+
+
+def write_samples(samples: list[Sample], sample_rate: int) -> None:
+    """Each clip as a 16-bit WAV, written atomically."""
+    for sample in samples:
+        sample.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_audio(sample.path, sample.audio, sample_rate)
 
 
 def read_metrics(path: Path, up_to_step: int) -> list[dict]:
@@ -771,24 +785,24 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
 
     val_bits = ckpt.metrics.get("val_bits") if ckpt is not None else None  # the latest validation loss
     saved_step = ckpt.step if ckpt is not None else None  # the step checkpoint.npz holds
-    samples: list[tuple[Path, Quality]] = []  # the latest checkpoint's audio and its quality
+    samples: list[Sample] = []  # the latest checkpoint's audio and its quality
     tone = ckpt.metrics.get("sample_periodicity") if ckpt is not None else None  # their median periodicity
 
     def listen() -> dict:
         """Generate the checkpoint's audio, write it, and measure it: the metrics row's quality fields."""
         nonlocal samples, tone
         with averaged_weights(model, optimizer):
-            samples = write_samples(
+            samples = make_samples(
                 model, dataset.tag_vocab, step, s["sample_seconds"], s["seed"], run_dir / SAMPLES_DIR, sample_frames
             )
-        tone = float(np.median([q.periodicity for _, q in samples]))
+        tone = float(np.median([sample.quality.periodicity for sample in samples]))
         per_clip = {
             tag or "untagged": {
                 "periodicity": _json_float(q.periodicity, 3),
                 "flatness": _json_float(q.flatness, 3),
                 "pitch_hz": _json_float(q.pitch_hz, 1),
             }
-            for tag, (_, q) in zip(dataset.tag_vocab or [""], samples)
+            for tag, (_, _, q) in zip(dataset.tag_vocab or [""], samples)
         }
         return {
             "sample_periodicity": _json_float(tone, 3),
@@ -818,6 +832,8 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
             metrics=summary,
         )
         saved_step = step
+        if samples and samples[0].path.name.startswith(f"step_{step:06d}"):  # this checkpoint's, after it
+            write_samples(samples, sample_rate)
         from .plotting import plot_losses  # matplotlib is imported only when a plot is written
 
         plot_losses(rows, run_dir / PLOT_NAME, baseline, title=f"minwave {s['preset']} — {run_dir.name}")
@@ -921,8 +937,8 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
     print(f"metrics   {metrics_path}")
     print(f"loss plot {run_dir / PLOT_NAME}")
     if samples:
-        print(f"samples   {', '.join(str(p) for p, _ in samples)}")
-        per_tag = ", ".join(f"{tag} {q.periodicity:.2f}" for tag, (_, q) in zip(dataset.tag_vocab, samples))
+        print(f"samples   {', '.join(str(sample.path) for sample in samples)}")
+        per_tag = ", ".join(f"{tag} {x.quality.periodicity:.2f}" for tag, x in zip(dataset.tag_vocab, samples))
         print(
             f"          periodicity {tone:.2f}"
             + (f" ({per_tag})" if per_tag else "")

@@ -71,3 +71,33 @@ def test_bad_arguments():
         opt.step(p, {"v": np.zeros(2)})
     with pytest.raises(ValueError):
         opt.load_state_dict({"t": np.array(1)})
+
+
+def test_scheduled_lr_warms_up_then_halves():
+    from minwave.optim import scheduled_lr
+
+    assert [scheduled_lr(t, 1.0, warmup=4) for t in (1, 2, 4, 100)] == [0.25, 0.5, 1.0, 1.0]
+    assert scheduled_lr(14, 1.0, warmup=4, half_life=10) == 0.5 and scheduled_lr(7, 2.0) == 2.0
+    assert scheduled_lr(30, 1.0, half_life=10) == pytest.approx(0.125)
+
+
+def test_moving_average_of_the_weights():
+    """a ← d·a + (1-d)·p with d = min(decay, (1+t)/(10+t)); saved and restored with the moments."""
+    p = {"w": np.array([0.0, 1.0])}
+    opt = Adam(p, lr=0.1, ema_decay=0.5)
+    a = p["w"].copy()
+    for t in range(1, 4):
+        opt.step(p, {"w": np.array([1.0, -1.0])})
+        d = min(0.5, (1 + t) / (10 + t))
+        a = d * a + (1 - d) * p["w"]
+        np.testing.assert_allclose(opt.ema["w"], a, rtol=1e-12)
+    assert opt.ema["w"] is not p["w"]
+    state = opt.state_dict()
+    assert "ema/w" in state
+    other = Adam({"w": np.zeros(2)}, ema_decay=0.5)
+    other.load_state_dict(state)
+    np.testing.assert_array_equal(other.ema["w"], opt.ema["w"])
+    with pytest.raises(ValueError, match="differ"):
+        Adam({"w": np.zeros(2)}).load_state_dict(state)  # an averaging run's state needs averaging
+    with pytest.raises(ValueError, match="ema_decay"):
+        Adam(p, ema_decay=1.0)

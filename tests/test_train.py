@@ -42,15 +42,19 @@ def metrics(run_dir: Path) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------------ resume
-def test_resume_is_exact(tmp_path, cfg, capsys):
+RECIPE = ["--warmup", 3, "--lr-half-life", 4, "--ema", 0.9]  # warm-up, decay and averaged weights
+
+
+@pytest.mark.parametrize("recipe", [[], RECIPE], ids=["plain", "recipe"])
+def test_resume_is_exact(tmp_path, cfg, capsys, recipe):
     """2N steps in one go == N steps, then --resume for N more: identical parameters, bit for bit.
 
     The two runs also evaluate and checkpoint at different steps, which must not matter: validation
     and generation never draw from the training batches' RNG.
     """
     whole, split = tmp_path / "whole", tmp_path / "split"
-    assert run(capsys, "--config", cfg, "--steps", 8, "--out", whole, "--eval-every", 1)[0] == 0
-    assert run(capsys, "--config", cfg, "--steps", 4, "--out", split, "--checkpoint-every", 3)[0] == 0
+    assert run(capsys, "--config", cfg, "--steps", 8, "--out", whole, "--eval-every", 1, *recipe)[0] == 0
+    assert run(capsys, "--config", cfg, "--steps", 4, "--out", split, "--checkpoint-every", 3, *recipe)[0] == 0
     assert checkpoint.load(split).step == 4
     code, out, _ = run(capsys, "--resume", "--out", split, "--steps", 8, "--eval-every", 3)
     assert code == 0 and "resuming" in out and "at step 4" in out
@@ -64,6 +68,14 @@ def test_resume_is_exact(tmp_path, cfg, capsys):
     assert a.sampler_state == b.sampler_state
     assert [r["step"] for r in metrics(split)] == list(range(1, 9))  # one log, continued
     assert [r["train_bits"] for r in metrics(split)] == [r["train_bits"] for r in metrics(whole)]
+    lrs = [r["lr"] for r in metrics(whole)]
+    averaged = a.generation_model().params
+    if recipe:  # warm-up to 1e-2 (the test config's lr) at step 3, then halving every 4 steps
+        assert lrs[:3] == pytest.approx([1e-2 / 3, 2e-2 / 3, 1e-2], rel=1e-5)
+        assert lrs[7] == pytest.approx(1e-2 * 0.5**1.25, rel=1e-5)
+        assert any(not np.array_equal(averaged[k], a.model.params[k]) for k in averaged)  # generation: the average
+    else:
+        assert lrs == [lrs[0]] * 8 and all(averaged[k] is a.model.params[k] for k in averaged)
 
 
 def test_resume_drops_log_rows_of_steps_it_redoes(tmp_path, cfg, capsys):
