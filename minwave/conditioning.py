@@ -59,10 +59,6 @@ def n_frames(n_samples: int, hop: int) -> int:
     return -(-int(n_samples) // int(hop))
 
 
-def note_channels() -> int:
-    return NOTE_CHANNELS
-
-
 def channels(cond_type: str, n_mels: int = 80) -> int:
     """C for a conditioning type: 176 for notes, n_mels for mel."""
     if cond_type == "notes":

@@ -339,3 +339,9 @@ def test_the_benchmarks_pitch_judge(builtin_cache):
         right, judged = pitch_accuracy(audio, sr, notes)
         wrong, _ = pitch_accuracy(audio, sr, [n._replace(pitch=n.pitch + 1) for n in notes])
         assert judged > 100 and right > 0.9 and wrong < 0.1, (name, right, wrong)
+
+
+def test_channels_per_conditioning_type():
+    assert cond.channels("notes") == 176 and cond.channels("mel") == 80 and cond.channels("mel", 40) == 40
+    with pytest.raises(ConditioningError, match="conditioning type must be one of"):
+        cond.channels("midi")
