@@ -283,6 +283,9 @@ class WaveNet:
 
     def load_params(self, params: dict) -> None:
         """Replace the parameters (from any backend) after checking names and shapes."""
+        if not isinstance(params, dict):
+            raise TypeError(f"params must be a dict of name -> array, got {type(params).__name__}")
+        params = {name: v if hasattr(v, "shape") else np.asarray(v) for name, v in params.items()}  # lists too
         if set(params) != set(self.params):
             missing, extra = set(self.params) - set(params), set(params) - set(self.params)
             raise ValueError(f"parameter names differ: missing {sorted(missing)}, unexpected {sorted(extra)}")

@@ -24,6 +24,7 @@ from .backend import array_module, to_host
 from .data import frame_window
 
 METHODS = ("fast", "naive")
+TINY_TEMPERATURE = 1e-200  # below this, temperature is 0 (argmax): logits / T would overflow float64
 CHUNK = 4096  # fast path: time steps per call of the compiled loop (progress is reported between calls)
 
 
@@ -46,7 +47,8 @@ def generate(
     tags         for a tag-conditioned model (n_tags = G > 0): (batch, G) or (G,) (the same for every
                  stream), usually multi-hot; must be None for an unconditioned model.
     temperature  the logits are divided by it before the softmax: < 1 is more conservative, > 1 wilder.
-                 temperature == 0 means argmax (greedy decoding). Negative, infinite or NaN: ValueError.
+                 temperature == 0 means argmax (greedy decoding), as does any temperature below 1e-200
+                 (dividing by it would overflow). Negative, infinite or NaN: ValueError.
     seed         seeds the uniforms (below); the same seed gives the same codes. None: fresh randomness.
     method       "fast" (Numba queue sampler, the default) or "naive" (model.forward per sample).
     prime        codes to continue from: (P,) for every stream, or (batch, P). Default: one silence code.
@@ -184,6 +186,8 @@ def _check_temperature(temperature) -> float:
     temperature = float(temperature)
     if not (math.isfinite(temperature) and temperature >= 0):
         raise ValueError(f"temperature must be finite and >= 0 (0 means argmax), got {temperature!r}")
+    if temperature < TINY_TEMPERATURE:  # logits / temperature would overflow: the limit, argmax
+        return 0.0
     return temperature
 
 

@@ -193,6 +193,9 @@ def test_same_seed_same_params_and_load_params():
     assert not np.array_equal(a.params["skip.W"], c.params["skip.W"])
     with pytest.raises(ValueError):
         c.load_params({"skip.W": a.params["skip.W"]})
+    c.load_params({k: v.tolist() for k, v in a.host_params().items()})  # nested lists are arrays too
+    with pytest.raises(TypeError, match="dict"):
+        c.load_params([("skip.W", a.params["skip.W"])])
 
 
 def test_adam_memorises_a_short_sequence():

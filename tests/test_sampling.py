@@ -164,6 +164,8 @@ def test_temperature_zero_is_argmax(method):
     np.testing.assert_array_equal(generate(model, 40, temperature=0, prime=prime, method=method)[0], expected)
     # and the limit temperature -> 0 of the sampler is that same sequence
     np.testing.assert_array_equal(generate(model, 40, temperature=1e-6, prime=prime, method=method)[0], expected)
+    # a temperature so small that logits / T overflows is that limit too, not all-zero codes
+    np.testing.assert_array_equal(generate(model, 40, temperature=1e-320, prime=prime, method=method)[0], expected)
 
 
 @pytest.mark.parametrize("method", ["fast", "naive"])

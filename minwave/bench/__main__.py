@@ -3,6 +3,7 @@
     python -m minwave.bench generate --help
     python -m minwave.bench train --help
     python -m minwave.bench notes --help
+    python -m minwave.bench tone --help
 
 A subcommand's module is imported only when it is asked for, so one benchmark's imports (PyTorch,
 matplotlib, Numba) never slow down or break another.
@@ -17,6 +18,7 @@ import sys
 SUBCOMMANDS = {
     "generate": "sampling speed: the Numba queue sampler against the naive one, batch 1 and 16, a depth sweep",
     "train": "training-step speed: forward, backward and Adam, optionally against PyTorch",
+    "tone": "one note learned, then played free-running: the level input against the embedding",
     "notes": "local conditioning: the fast sampler with and without frames; a notes model's pitch accuracy",
 }
 

@@ -120,8 +120,8 @@ def loss_and_grads(params, config, x, residual=True, skip=True, stats=None):
 # %%
 dataset = load_dataset(ensure_builtin_dataset())
 train_clips, valid_clips = split_by_file(dataset)
-config = minwave.WaveNetConfig(
-    stacks=6, layers_per_stack=5, residual_channels=16, dilation_channels=16, skip_channels=64
+config = minwave.WaveNetConfig(  # the one-hot (embedding) input, which loss_and_grads above rebuilds
+    stacks=6, layers_per_stack=5, residual_channels=16, dilation_channels=16, skip_channels=64, input="embedding"
 )
 model = minwave.WaveNet(config, seed=0)
 print(model.summary())
