@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint
+from . import checkpoint, pretrained
 from .cli_errors import (
     ArgumentParser,
     UsageError,
@@ -57,9 +57,14 @@ def build_parser() -> ArgumentParser:
     add = parser.add_argument
     add(
         "--checkpoint",
-        required=True,
         metavar="PATH",
         help="a checkpoint.npz written by minwave.train, or the run folder holding it",
+    )
+    add(
+        "--pretrained",
+        metavar="NAME",
+        help="a model shipped with minwave instead of --checkpoint (docs/pretrained.md): "
+        + (", ".join(pretrained.available()) or "none in this installation"),
     )
     add(
         "--out",
@@ -142,7 +147,9 @@ def _main(argv: list[str] | None) -> int:
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"--out: {folder} is a file, not a folder")
 
-    ckpt = checkpoint.load(args.checkpoint)
+    if (args.checkpoint is None) == (args.pretrained is None):
+        raise UsageError("give either --checkpoint PATH (a run of yours) or --pretrained NAME (a shipped model)")
+    ckpt = checkpoint.load(args.checkpoint) if args.pretrained is None else pretrained.load_pretrained(args.pretrained)
     rate = ckpt.sample_rate
     frames, n_local = local_conditioning(args, ckpt.config)  # (F, C) frames and their samples, or None
     if n_local is not None and args.seconds is not None:

@@ -1,0 +1,80 @@
+"""Shipped models: export a run, load it by name, play it from the command line; the shipped one is
+what its card's command trains."""
+
+import re
+import shlex
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import minwave
+from minwave import generate as generate_codes
+from minwave import pretrained, train
+from minwave.checkpoint import CheckpointError
+
+CARD = Path(__file__).resolve().parents[1] / "docs" / "pretrained.md"
+pytestmark = pytest.mark.usefixtures("builtin_cache")
+
+
+def test_export_then_load_by_name(tmp_path, cfg, capsys, monkeypatch):
+    run_dir = tmp_path / "run"
+    argv = ["--config", cfg, "--steps", 4, "--out", run_dir, "--ema", 0.9]
+    assert train.main([str(a) for a in argv]) == 0
+    monkeypatch.setattr(pretrained, "FOLDER", tmp_path / "shipped")
+    (tmp_path / "shipped").mkdir()
+    path = pretrained.export(run_dir, "tiny-test", tmp_path / "shipped")
+    assert path.stat().st_size < 200_000 and pretrained.available() == ["tiny-test"]
+
+    ckpt = minwave.load_pretrained("tiny-test")
+    run = minwave.load(run_dir)
+    assert ckpt.optimizer_state == {} and ckpt.tag_vocab == run.tag_vocab and ckpt.config == run.config
+    averaged = run.generation_model().params  # the run's moving average, not its last weights
+    for name, value in ckpt.model.params.items():
+        np.testing.assert_array_equal(value, averaged[name])
+    assert ckpt.train_args["ema"] == 0.9 and ckpt.metrics["val_bits"] == run.metrics["val_bits"]
+
+    from minwave.generate import main as generate_main
+
+    out = tmp_path / "organ.wav"
+    assert generate_main(["--pretrained", "tiny-test", "--tags", "organ", "--seconds", "0.05", "--out", str(out)]) == 0
+    audio, rate = sf.read(out)
+    assert rate == 16000 and len(audio) == 800
+    assert "periodicity" in capsys.readouterr().err  # what it wrote, measured
+
+
+@pytest.mark.parametrize("name", ["nope", "../run", "Builtin", ""])
+def test_unknown_names_are_one_line(name, capsys):
+    with pytest.raises(CheckpointError, match="no pretrained model"):
+        minwave.load_pretrained(name)
+    from minwave.generate import main as generate_main
+
+    assert generate_main(["--pretrained", name, "--out", "x.wav"]) == 1
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_checkpoint_or_pretrained_not_both(capsys, tmp_path):
+    from minwave.generate import main as generate_main
+
+    assert generate_main(["--pretrained", "a", "--checkpoint", str(tmp_path), "--out", "x.wav"]) == 2
+    assert "either --checkpoint" in capsys.readouterr().err
+
+
+def card_command() -> list[str]:
+    """The training command docs/pretrained.md gives for builtin-music (its first `python -m minwave.train`)."""
+    line = re.search(r"^python -m minwave\.train .*$", CARD.read_text(encoding="utf-8"), re.M).group(0)
+    return shlex.split(line)[3:]
+
+
+@pytest.mark.skipif("builtin-music" not in pretrained.available(), reason="no shipped builtin-music model")
+def test_the_shipped_model_is_what_its_card_says():
+    ckpt = minwave.load_pretrained("builtin-music")
+    args = train.build_parser().parse_args(card_command())
+    settings, _ = train.resolve_settings(args)
+    stored = {k: v for k, v in ckpt.train_args.items() if k in settings}
+    assert stored == settings  # the card's command, with its preset, gives exactly these settings
+    assert ckpt.tag_vocab == ["bell", "organ", "pluck"] and ckpt.optimizer_state == {}
+    assert pretrained.path_of("builtin-music").stat().st_size < 5_000_000  # a few MB at most
+    codes = generate_codes(ckpt.model, 400, tags=ckpt.tag_vector("organ"))
+    assert codes.shape == (1, 400)
