@@ -18,6 +18,7 @@ import sys
 SUBCOMMANDS = {
     "generate": "sampling speed: the Numba queue sampler against the naive one, batch 1 and 16, a depth sweep",
     "train": "training-step speed: forward, backward and Adam, optionally against PyTorch",
+    "threads": "a training step with 1 and 2 BLAS threads, with and without another busy process",
     "tone": "one note learned, then played free-running: the level input against the embedding",
     "notes": "local conditioning: the fast sampler with and without frames; a notes model's pitch accuracy",
 }
