@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .data import multi_hot
 from .files import atomic_write
 from .model import WaveNet, WaveNetConfig
 
@@ -93,13 +94,7 @@ class Checkpoint:
             if names:
                 raise ValueError(f"this model was trained without tags; drop --tags {','.join(names)}")
             return None
-        unknown = [n for n in names if n not in self.tag_vocab]
-        if unknown:
-            raise ValueError(f"unknown tag {unknown[0]!r}: known tags are {', '.join(self.tag_vocab)}")
-        vector = np.zeros(len(self.tag_vocab), dtype=np.float32)  # (G,)
-        for n in names:
-            vector[self.tag_vocab.index(n)] = 1.0
-        return vector
+        return multi_hot(names, self.tag_vocab)  # (G,); ValueError naming the known tags for an unknown one
 
 
 def resolve(path: str | os.PathLike) -> Path:

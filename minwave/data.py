@@ -165,7 +165,7 @@ def multi_hot(tags: Sequence[str], tag_vocab: Sequence[str]) -> np.ndarray:
     for tag in tags:
         if tag not in tag_vocab:
             known = ", ".join(tag_vocab) if tag_vocab else "none (this dataset has no tags)"
-            raise ValueError(f"unknown tag {tag!r}; the known tags are: {known}")
+            raise ValueError(f"unknown tag {tag!r}: known tags are {known}")
         vector[list(tag_vocab).index(tag)] = 1.0
     return vector
 

@@ -34,9 +34,8 @@ from numba import njit
 
 from .backend import to_host
 from .mulaw import mulaw_level
+from .ops.numba_kernels import JIT, tanh_pq  # one JIT setting and one tanh for every kernel of minwave
 
-JIT = dict(cache=True, nogil=True, error_model="numpy")  # cached on disk; numpy error model: no
-# zero-division check (and branch) in every loop that divides
 PRODUCT_MATH = {"contract", "reassoc"}  # fused multiply-add; reassociation turns a dot product's one
 # running sum into SIMD lanes. The float64 CDF (sample_code) keeps strict IEEE order, as NumPy does.
 
@@ -180,28 +179,6 @@ def new_state(config, batch: int) -> State:
 
 
 # ============================================================================================ kernels
-@njit(fastmath={"contract"}, inline="always", **JIT)
-def tanh_pq(x):
-    """tanh(x) = p / q, returned undivided: the rational approximation Eigen uses for float32.
-
-    Max error 2.6e-7 against the exact tanh (4 ulp, next to ±1). It is branch-free, so the gate loop
-    vectorises; np.tanh in Numba is one scalar libm call per channel (without Intel's SVML).
-    """
-    c = np.float32(7.90531110763549805)  # beyond ±c, tanh is ±1 in float32
-    x = min(max(x, -c), c)
-    x2 = x * x
-    p = x2 * np.float32(-2.76076847742355e-16) + np.float32(2.00018790482477e-13)
-    p = x2 * p + np.float32(-8.60467152213735e-11)
-    p = x2 * p + np.float32(5.12229709037114e-08)
-    p = x2 * p + np.float32(1.48572235717979e-05)
-    p = x2 * p + np.float32(6.37261928875436e-04)
-    p = x2 * p + np.float32(4.89352455891786e-03)
-    q = x2 * np.float32(1.19825839466702e-06) + np.float32(1.18534705686654e-04)
-    q = x2 * q + np.float32(2.26843463243900e-03)
-    q = x2 * q + np.float32(4.89352518554385e-03)
-    return x * p, q
-
-
 @njit(fastmath={"contract"}, **JIT)
 def gate(pre, z):
     """z (B, D) = tanh(f) ⊙ σ(g) for pre = [f | g] (B, 2D), with σ(g) = ½(1 + tanh(g/2)) as in ops.gate.

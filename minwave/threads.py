@@ -18,7 +18,8 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")  # a user's BLAS choice
+THREAD_VARIABLES = (*BLAS_THREAD_VARIABLES, "NUMBA_NUM_THREADS")  # every pool a benchmark's child process pins
 MIN_MACS_PER_THREAD = 2_000_000_000  # the tiny (1.3e8) and small (1.2e9) presets get one thread, the
 # paper preset (3.2e10) two: on a 2-core machine with other jobs, 2 threads made a tiny step 3.9× and a
 # small step 8× slower than 1 thread (docs/benchmarks.md, "BLAS threads")
@@ -56,7 +57,7 @@ def set_blas_threads(threads: int) -> Callable[[], None]:
     """Hold every BLAS pool at `threads` from now on; returns the function that restores the old counts.
 
     Nothing changes when the environment sets a thread count (the user's choice wins)."""
-    if any(os.environ.get(name) for name in THREAD_VARIABLES):
+    if any(os.environ.get(name) for name in BLAS_THREAD_VARIABLES):
         return lambda: None
     from threadpoolctl import threadpool_limits
 

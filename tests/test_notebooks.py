@@ -10,6 +10,9 @@ is synthesised there. Together they take a few minutes on 2 CPU cores.
 
 from __future__ import annotations
 
+import ast
+import importlib.util
+import inspect
 import os
 from pathlib import Path
 
@@ -21,6 +24,7 @@ pytest.importorskip("ipykernel")
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+SOURCES = sorted((NOTEBOOKS_DIR / "src").glob("[0-9][0-9]_*.py"))
 MAX_BYTES = 2_000_000  # outputs are stored in the repository: keep every notebook small
 CELL_TIMEOUT_S = 600
 
@@ -62,3 +66,53 @@ def test_notebook_is_small_and_ends_with_exercises(path):
     assert last.cell_type == "markdown" and "Exercises" in last.source.splitlines()[0], (
         f"{path.name} must end with an Exercises markdown cell"
     )
+
+
+def _load_build():
+    spec = importlib.util.spec_from_file_location("notebooks_build", NOTEBOOKS_DIR / "_build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _shown_sources(code: str) -> list[str]:
+    """The expressions X of every inspect.getsource(X) in a cell; each must be printed whole."""
+    shown = []
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.Call) and ast.unparse(node.func) == "inspect.getsource":
+            shown.append(ast.unparse(node.args[0]))
+    return shown
+
+
+def _import_namespace(cells) -> dict:
+    """Run only the import statements of a notebook's code cells: enough to resolve minwave.x.y names."""
+    namespace: dict = {}
+    for cell in cells:
+        for node in ast.parse(cell.source).body:
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                exec(compile(ast.Module([node], []), "<imports>", "exec"), namespace)
+    return namespace
+
+
+def test_the_sources_build_every_stored_notebook():
+    assert [s.stem for s in SOURCES] == [p.stem for p in NOTEBOOKS]
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_stored_notebook_equals_its_source(source):
+    """The stored notebook is what notebooks/_build.py builds from src/ (cells, in order), and every
+    function it prints with inspect.getsource is printed whole and as the package has it now."""
+    built = _load_build().build(source)
+    stored = nbformat.read(NOTEBOOKS_DIR / f"{source.stem}.ipynb", as_version=4)
+    rebuild = f"rebuild: python notebooks/_build.py --execute {source.stem[:2]}"
+    assert [(c.cell_type, c.source) for c in stored.cells] == [(c.cell_type, c.source) for c in built.cells], rebuild
+    namespace = _import_namespace([c for c in built.cells if c.cell_type == "code"])
+    for cell in stored.cells:
+        if cell.cell_type != "code":
+            continue
+        for expr in _shown_sources(cell.source):
+            assert f"print(inspect.getsource({expr}))" in cell.source, (
+                f"{source.name}: show whole functions: print(inspect.getsource({expr})), not a slice of it"
+            )
+            printed = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+            assert inspect.getsource(eval(expr, namespace)) in printed, f"{source.name}: {expr} changed; {rebuild}"

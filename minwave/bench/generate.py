@@ -35,7 +35,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -45,10 +44,9 @@ from pathlib import Path
 import numpy as np
 
 from ..cli_errors import ArgumentParser, UsageError, run_cli
-from . import cpu_name
+from . import THREAD_VARIABLES, cpu_name, machine_cpu_seconds
 
 PROG = "minwave.bench generate"
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 
 def parse_args(argv):
@@ -137,17 +135,6 @@ def best_time(fn, runs: int, cpu: bool = False) -> float:
         fn()
         times.append(clock() - t0)
     return min(times)
-
-
-def machine_cpu_seconds():
-    """(CPU seconds used by the whole machine, by this process), or None off Linux."""
-    try:
-        ticks = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    except OSError:
-        return None
-    busy = sum(ticks) - ticks[3] - (ticks[4] if len(ticks) > 4 else 0)  # all but idle and iowait
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return busy / os.sysconf("SC_CLK_TCK"), usage.ru_utime + usage.ru_stime
 
 
 def fast_rate(model, batch: int, seconds: float, cpu: bool = False) -> float:

@@ -49,10 +49,9 @@ from pathlib import Path
 import numpy as np
 
 from ..cli_errors import ArgumentParser, CLIError, UsageError, run_cli
-from . import cpu_name
+from . import THREAD_VARIABLES, cpu_name, machine_cpu_seconds
 
 PROG = "minwave.bench train"
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 LR = 1e-3  # Adam's settings, the same on both sides: lr, betas (0.9, 0.999), eps 1e-8, no clipping
 
 
@@ -330,18 +329,6 @@ def sgemm_rate(backend) -> float:
     return 2 * n**3 / float(np.median(times[1:])) / 1e9
 
 
-def other_cpu_seconds():
-    """(CPU seconds the whole machine has used, CPU seconds this process has used), or None off Linux."""
-    try:
-        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    except OSError:
-        return None
-    ticks = [int(v) for v in fields]
-    busy = sum(ticks) - ticks[3] - (ticks[4] if len(ticks) > 4 else 0)  # all but idle and iowait
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return busy / os.sysconf("SC_CLK_TCK"), usage.ru_utime + usage.ru_stime
-
-
 def worker_time(case: dict) -> dict:
     """Verify (with PyTorch), then time warm-up + steps of each framework, alternating."""
     threads = case["threads"]
@@ -361,7 +348,7 @@ def worker_time(case: dict) -> dict:
             runner.step()
     times = {name: [] for name in runners}
     cpu_times = {name: [] for name in runners}  # CPU seconds of the whole process (all its threads)
-    before = other_cpu_seconds()
+    before = machine_cpu_seconds()
     wall0 = time.perf_counter()
     for _ in range(case["steps"]):
         for name, runner in runners.items():
@@ -370,7 +357,7 @@ def worker_time(case: dict) -> dict:
             times[name].append(time.perf_counter() - t0)
             cpu_times[name].append(time.process_time() - c0)
     wall = time.perf_counter() - wall0
-    after = other_cpu_seconds()
+    after = machine_cpu_seconds()
     if before is not None and after is not None:
         others = (after[0] - before[0]) - (after[1] - before[1])
         result["others_busy"] = max(0.0, others / (wall * (os.cpu_count() or 1)))
@@ -413,7 +400,7 @@ def worker_ranks(case: dict) -> dict | None:
     step_times, reduce_times, cpu_times = [], [], []
     for i in range(case["warmup"] + case["steps"]):
         if i == case["warmup"]:
-            before, cpu0, wall0 = other_cpu_seconds(), time.process_time(), time.perf_counter()
+            before, cpu0, wall0 = machine_cpu_seconds(), time.process_time(), time.perf_counter()
         t0, c0 = time.perf_counter(), time.process_time()
         loss, grads = mw.model.loss_and_grads(mw.codes)
         t1 = time.perf_counter()
@@ -425,7 +412,7 @@ def worker_ranks(case: dict) -> dict | None:
             step_times.append(time.perf_counter() - t0)
             reduce_times.append(t2 - t1)
             cpu_times.append(time.process_time() - c0)
-    wall, after = time.perf_counter() - wall0, other_cpu_seconds()
+    wall, after = time.perf_counter() - wall0, machine_cpu_seconds()
     grads, alone = {name: g.copy() for name, g in grads.items()}, []
     for _ in range(10):  # the Allreduce by itself: every rank enters it at the same moment
         comm.comm.Barrier()

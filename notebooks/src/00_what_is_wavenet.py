@@ -2,9 +2,12 @@
 # # 00 · What WaveNet is
 #
 # WaveNet (van den Oord et al., 2016, *A Generative Model for Raw Audio*) is a neural network that
-# writes sound one sample at a time. It never sees notes, phonemes or spectrograms: it reads the last
-# second or so of the waveform and says what the next sample is likely to be — then that sample is
-# appended and it is asked again, 16 000 times for every second of audio.
+# writes sound one sample at a time. In its plainest form it sees no notes, phonemes or spectrograms:
+# it reads a short window of the past waveform — 2048 samples, 128 ms, for this book's default network;
+# 16 ms for the `tiny` preset the chapters train — and says what the next sample is likely to be; then
+# that sample is appended and it is asked again, 16 000 times for every second of audio. (The paper's
+# text-to-speech WaveNet does see more: it is *locally conditioned* on linguistic features at a slower
+# rate; chapter 11 conditions on notes and mel spectrograms the same way.)
 #
 # This book builds it from scratch with the `minwave` package: every layer is a pair of small NumPy
 # functions, `forward` and `backward`, that you can read, plot and check. This first chapter states
@@ -21,6 +24,7 @@ from IPython.display import Audio, display
 
 import minwave
 from minwave.data import load_dataset
+from minwave.presets import get_preset
 from minwave.synth import ensure_builtin_dataset
 
 plt.rcParams.update({"figure.dpi": 72, "figure.figsize": (9, 3), "axes.grid": True, "grid.alpha": 0.3})
@@ -85,6 +89,11 @@ plt.show()
 # %%
 model = minwave.WaveNet(minwave.WaveNetConfig(), seed=0)
 print(model.summary())
+tiny = get_preset("tiny").config()
+for name, c in [("default", model.config), ("tiny preset", tiny)]:
+    ms = 1000 * c.receptive_field / c.sample_rate
+    print(f"{name:12s} reads {c.receptive_field} samples = {ms:.0f} ms of the past")
+assert model.receptive_field == 2048 and tiny.receptive_field == 257  # the 128 ms and 16 ms of the text
 
 # %% [markdown]
 # The call that matters: `model.forward(codes)` takes a batch of sample sequences (as integer μ-law
@@ -136,9 +145,10 @@ print(f"untrained WaveNet   {untrained:.2f} bits/sample   (model.loss agrees: {m
 # | 08 fast generation | the queue algorithm: exact, and hundreds of times faster |
 # | 09 conditioning on tags | choosing the instrument |
 # | 10 on the GPU | the same code on CuPy |
+# | 11 local conditioning | notes and mel spectrograms at a slower rate: a melody, a vocoder |
 #
 # Every chapter runs on a laptop CPU. When the test suite runs them it sets `MINWAVE_QUICK=1`, which
-# shrinks the training runs so that all eleven notebooks finish in a few minutes; run them yourself
+# shrinks the training runs so that all twelve notebooks finish in a few minutes; run them yourself
 # without it to see the full experiments.
 
 # %% [markdown]

@@ -121,8 +121,13 @@ plt.show()
 # %% [markdown]
 # ## The whole model: logits[:, t] predicts x[:, t+1]
 #
-# In minwave the input layer is itself a causal $k$-tap convolution (over one-hot codes, written as
-# embedding lookups, `ops.causal_embedding_forward`), followed by the dilated layers. Output $t$ sees
+# In minwave the input layer is itself a causal $k$-tap convolution, followed by the dilated layers.
+# By default (`WaveNetConfig.input = "level"`) it convolves one real channel, the μ-law level of each
+# code, $y = (2x + 1)/Q - 1$ (`mulaw.mulaw_level`), with the same `ops.causal_conv_forward` as above,
+# so neighbouring codes are neighbouring inputs; `input="embedding"` instead gives every code its own
+# learned vector (a convolution over one-hot codes, done as lookups, `ops.causal_embedding_forward`),
+# which fits the training audio better but drifts into noise when the model plays on its own samples
+# (`docs/free_running.md`). Both are causal in the same way. Output $t$ sees
 # $x_{t-\mathrm{RF}+1}, \dots, x_t$ — including $x_t$ itself — and is trained to predict $x_{t+1}$.
 # So the targets are the inputs shifted by one, as in the package's loss:
 #

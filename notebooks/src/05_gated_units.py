@@ -22,7 +22,7 @@ import numpy as np
 
 import minwave
 from minwave import ops
-from minwave.gradcheck import check_gradient
+from minwave.gradcheck import TOLERANCE, check_gradient
 
 plt.rcParams.update({"figure.dpi": 72, "figure.figsize": (9, 3), "axes.grid": True, "grid.alpha": 0.3})
 rng = np.random.default_rng(0)
@@ -111,7 +111,11 @@ print(inspect.getsource(ops.gate.gate_backward_reference))
 #
 # with error $O(\varepsilon^2)$; in float64 with $\varepsilon \approx 10^{-5}$ the analytic and numeric
 # gradients agree to about $10^{-8}$ relative error when the backward pass is right, and disagree at
-# $10^{-2}$ or worse when it is not. To check a backward that returns gradients for an upstream $dz$,
+# $10^{-2}$ or worse when it is not. Every check in this book and in the test suite uses one error
+# metric, $\max_i |a_i - n_i| / \max(|a_i| + |n_i|, 10^{-4})$ — relative, with an absolute floor for
+# entries too small for a relative error to mean anything (`docs/backprop.md` §9) — and one bar,
+# `gradcheck.TOLERANCE` $= 10^{-6}$. Each check below is an `assert`: a wrong backward stops the notebook.
+# To check a backward that returns gradients for an upstream $dz$,
 # use the scalar $\ell = \sum dz \odot z$, whose gradient with respect to $z$ is exactly $dz$.
 # `minwave.gradcheck` implements the probe:
 
@@ -130,7 +134,9 @@ def scalar():
 
 _, cache = ops.gate_forward(pre)
 dpre = ops.gate_backward(dz, cache)
-print(f"gate_backward          relative error {check_gradient(scalar, pre, dpre):.1e}")
+err = check_gradient(scalar, pre, dpre)
+print(f"gate_backward          relative error {err:.1e}")
+assert err < TOLERANCE, "gate_backward disagrees with finite differences"
 
 # %% [markdown]
 # What a bug looks like: drop the $(1 - t^2)$ factor, a typical slip, and check again.
@@ -138,7 +144,9 @@ print(f"gate_backward          relative error {check_gradient(scalar, pre, dpre)
 # %%
 t, s = cache
 wrong = np.concatenate([dz * s, dz * t * s * (1 - s)], axis=-1)  # df without (1 - t²)
-print(f"a wrong gate_backward  relative error {check_gradient(scalar, pre, wrong):.1e}")
+err_wrong = check_gradient(scalar, pre, wrong)
+print(f"a wrong gate_backward  relative error {err_wrong:.1e}")
+assert err_wrong > 1e-3  # the check can tell
 
 # %% [markdown]
 # ## The whole layer, and the whole network
@@ -163,13 +171,16 @@ def scalar():
 _, cache = ops.gated_unit_forward(x, W, b, d, tags, V)
 grads = ops.gated_unit_backward(dz, cache)  # (dx, dW, db, dV)
 for name, array, grad in zip(["x", "W", "b", "V"], [x, W, b, V], grads):
-    print(f"gated unit  d{name:2s} {str(array.shape):12s} relative error {check_gradient(scalar, array, grad):.1e}")
+    err = check_gradient(scalar, array, grad)
+    print(f"gated unit  d{name:2s} {str(array.shape):12s} relative error {err:.1e}")
+    assert err < TOLERANCE, f"gated_unit_backward: d{name} disagrees with finite differences"
 
 # %% [markdown]
 # And the full model: `WaveNet.loss_and_grads` chains every backward of the book. In float64, every
 # parameter tensor is probed at a few entries (the test suite does this for many configurations).
-# The loss is a mean over many positions, so some gradient entries are tiny and the relative error of
-# a correct backward reaches about $10^{-6}$ there; a wrong one still shows up at $10^{-2}$ and above.
+# The loss is a mean over many positions, so some gradient entries are tiny (~$10^{-7}$): there the
+# finite difference's round-off is no longer small *relative* to the entry, which is what the metric's
+# absolute floor is for. A wrong backward still shows up at $10^{-2}$ and above.
 
 # %%
 config = minwave.WaveNetConfig(
@@ -193,6 +204,7 @@ worst = max(errors, key=errors.get)
 print(f"{len(errors)} parameter tensors checked; worst: {worst} with relative error {errors[worst]:.1e}")
 for name in list(errors)[:6]:
     print(f"  {name:24s} {errors[name]:.1e}")
+assert errors[worst] < TOLERANCE, f"{worst}: the model's backward disagrees with finite differences"
 
 # %% [markdown]
 # ## Exercises

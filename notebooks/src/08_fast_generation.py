@@ -20,6 +20,7 @@ import numpy as np
 import minwave
 from minwave import fastgen
 from minwave.sampling import naive_generate
+from minwave.threads import set_blas_threads
 
 plt.rcParams.update({"figure.dpi": 72, "figure.figsize": (9, 3), "axes.grid": True, "grid.alpha": 0.3})
 
@@ -32,8 +33,7 @@ plt.rcParams.update({"figure.dpi": 72, "figure.figsize": (9, 3), "axes.grid": Tr
 # previous sample.
 
 # %%
-src = inspect.getsource(naive_generate)
-print(src[src.index("    for i in range(n)") :])
+print(inspect.getsource(naive_generate))
 
 # %% [markdown]
 # ## The queue algorithm
@@ -67,11 +67,11 @@ plt.show()
 
 # %% [markdown]
 # minwave's fast sampler runs that loop compiled with Numba, all time steps in one call (the queues are
-# ring buffers indexed by $t \bmod (k-1)d$). The core of one step, for layer $l$:
+# ring buffers indexed by $t \bmod (k-1)d$). One step of the whole network, all layers (the loop over
+# `range(L)`), then the skip sum and the output head:
 
 # %%
-src = inspect.getsource(fastgen.network_step.py_func)
-print(src[src.index("    for i in range(L):") : src.index("    if not with_head:")])
+print(inspect.getsource(fastgen.network_step.py_func))
 
 # %% [markdown]
 # ## Exact agreement
@@ -96,13 +96,15 @@ same = fast == naive
 print(f"{fast.shape} codes; identical: {same.all()}")
 for b in np.flatnonzero(~same.all(axis=1)):  # rare: see below
     print(f"  stream {b} parts ways at sample {np.argmax(~same[b])}")
+assert same.all(), "fast and naive samplers disagree"
 
 # %% [markdown]
 # "The same" has one fine print. The two compute the logits in float32 in different orders, so they
 # differ by rounding; a draw can come out differently only if its uniform number falls between the two
 # slightly different CDFs at some class boundary — measured at a few in ten million draws for a freshly
-# initialised network and up to one in ten thousand for a confident, trained one (`docs/generation.md`
-# §5). Short outputs agree exactly; a long one may part ways once, after which both continuations are
+# initialised network, and at about one in ten thousand for a deliberately over-confident one (the same
+# initial weights with `head.W2` scaled ×30; `docs/generation.md` §5).
+# Short outputs agree exactly; a long one may part ways once, after which both continuations are
 # still exact samples from the model.
 
 # %% [markdown]
@@ -113,10 +115,9 @@ for b in np.flatnonzero(~same.all(axis=1)):  # rare: see below
 codes = fast[:, :1000]
 queue_logits = fastgen.teacher_forced_logits(model, codes, tags)
 forward_logits = model.forward(codes, tags)
-print(
-    f"max |queue - forward| = {np.abs(queue_logits - forward_logits).max():.1e}"
-    f"  (logits of size {np.abs(forward_logits).max():.1f})"
-)
+gap, size = np.abs(queue_logits - forward_logits).max(), np.abs(forward_logits).max()
+print(f"max |queue - forward| = {gap:.1e}  (logits of size {size:.1f})")
+assert gap < 1e-4 * max(size, 1.0), "the queue algorithm's logits are not the model's"
 
 # %% [markdown]
 # ## Timings against depth
@@ -125,15 +126,20 @@ print(
 # Naive cost per sample grows like $\mathrm{RF} \cdot L$ (timed after a prime of RF samples, so that every
 # window is full); the queue algorithm's like $L$. (The first call
 # of the fast sampler compiles it — or loads it from Numba's cache — so we warm it up before timing.)
+# The clock is the thread's CPU time (`time.thread_time`, as `python -m minwave.bench generate` uses):
+# wall time on a busy machine also counts the time the OS gave to other programs, and can make a deeper
+# network look faster than a shallower one.
 
 # %%
 minwave.generate(minwave.WaveNet(minwave.WaveNetConfig(stacks=1, layers_per_stack=2)), 10)  # compile / load the cache
+set_blas_threads(1)  # the naive sampler's products on this thread alone, so its CPU time counts all the work
 
 
 def per_sample(model, method, n, prime=None):
-    start = time.perf_counter()
+    """CPU seconds of this thread per generated sample (one BLAS thread: see the cell above)."""
+    start = time.thread_time()
     minwave.generate(model, n, method=method, prime=prime)
-    return (time.perf_counter() - start) / n
+    return (time.thread_time() - start) / n
 
 
 depths = [2, 4, 6, 8] if QUICK else [2, 4, 6, 8, 10, 11]
@@ -164,7 +170,7 @@ plt.show()
 #
 # The **real-time factor** is seconds of audio produced per second of computation: above 1, generation
 # keeps up with playback. It depends on the model's size and on how many streams are generated together
-# (a batch shares each weight read between streams). Measured here on this machine's CPU, one core:
+# (a batch shares each weight read between streams). Measured here in this thread's CPU time, one core:
 
 # %%
 from minwave.presets import PRESETS
@@ -174,9 +180,9 @@ print(f"{'model':36s} {'batch':>5s} {'samples/s':>10s} {'real-time factor':>17s}
 for name in ["tiny", "small"] + ([] if QUICK else ["paper"]):
     m = minwave.WaveNet(PRESETS[name].config(), seed=0)
     for batch in (1, 4):
-        start = time.perf_counter()
+        start = time.thread_time()
         minwave.generate(m, n, batch=batch)
-        rate = batch * n / (time.perf_counter() - start)
+        rate = batch * n / (time.thread_time() - start)
         desc = f"{name}: {m.config.n_layers} layers, {m.config.residual_channels} ch"
         print(f"{desc:36s} {batch:5d} {rate:10.0f} {rate / m.config.sample_rate:17.2f}")
 

@@ -58,7 +58,8 @@ for path in sorted(package.rglob("*.py")):
 
 # %% [markdown]
 # The ops never import NumPy for their math. They call `array_module(x)` — NumPy for a NumPy array, CuPy
-# for a CuPy array — as the embedding's backward does here, including the one operation that must be
+# for a CuPy array — as the backward of the optional one-hot input layer (`input="embedding"`) does here,
+# including the one operation that must be
 # spelled differently on each (`scatter_add`: NumPy's `np.add.at`, CuPy's `cupyx.scatter_add`):
 
 # %%
