@@ -39,6 +39,7 @@ import numpy as np
 
 from . import ops
 from .backend import Backend, get_backend, to_host
+from .checks import check_codes, check_tags
 from .conditioning import CONDITION_TYPES, NOTE_CHANNELS
 from .mulaw import mulaw_level
 
@@ -297,30 +298,10 @@ class WaveNet:
 
     # ------------------------------------------------------------------ input checks
     def _check_inputs(self, x, tags, min_length: int = 1):
-        xp, c = self.xp, self.config
-        x = xp.asarray(x)
-        if x.ndim != 2:
-            raise ValueError(f"x must be (batch, time) integer codes, got shape {tuple(x.shape)}")
-        if x.dtype.kind not in "iu":
-            raise ValueError(f"x must hold integer codes, got dtype {x.dtype}")
-        if x.shape[0] < 1 or x.shape[1] < min_length:
-            raise ValueError(f"x has shape {tuple(x.shape)}; need batch >= 1 and time >= {min_length}")
-        if int(x.min()) < 0 or int(x.max()) >= c.quantization_channels:
-            raise ValueError(f"x codes must lie in 0..{c.quantization_channels - 1}")
-        if c.n_tags == 0:
-            if tags is not None:
-                raise ValueError("this model has n_tags=0: pass tags=None")
-            return x, None
-        if tags is None:
-            raise ValueError(f"this model is conditioned on {c.n_tags} tags: pass tags of shape (batch, {c.n_tags})")
-        tags = xp.asarray(tags, dtype=self.dtype)
-        if tags.shape != (x.shape[0], c.n_tags):
-            raise ValueError(
-                f"tags must have shape (batch, n_tags) = ({x.shape[0]}, {c.n_tags}), got {tuple(tags.shape)}"
-            )
-        if not bool(xp.isfinite(tags).all()):  # as generate() does: a NaN tag would make every output NaN
-            raise ValueError("tags must be finite numbers (multi-hot 0/1), got NaN or infinity")
-        return x, tags
+        """x (B, T) codes and tags (B, G) on this model's array module, checked (checks.py)."""
+        c = self.config
+        x = check_codes(self.xp.asarray(x), c.quantization_channels, "x", min_length)
+        return x, check_tags(tags, c.n_tags, x.shape[0], xp=self.xp, dtype=self.dtype)
 
     # ------------------------------------------------------------------ forward / backward
     def _input_starts(self, out_start: int) -> list[int]:
@@ -512,10 +493,19 @@ class WaveNet:
         loss, _ = ops.softmax_cross_entropy_forward(logits, x[:, out_start + 1 :])
         return float(loss)
 
-    def loss_and_grads(self, x, tags=None, cond=None, cond_offset: int = 0):
-        """(loss in nats as for loss(), dict of gradients with the keys and shapes of params)."""
+    def loss_and_grads(self, x, tags=None, cond=None, cond_offset: int = 0, inputs=None):
+        """(loss in nats as for loss(), dict of gradients with the keys and shapes of params).
+
+        inputs: codes of x's shape that the network reads in place of x, while the targets stay x (e.g.
+        x with noise added, so that it learns to recover from its own sampling errors); default x.
+        """
         x, tags, out_start, cond = self._loss_inputs(x, tags, cond, cond_offset)
-        logits, caches = self._forward(x[:, :-1], tags, out_start, cond, int(cond_offset))  # (B, T-RF, Q)
+        if inputs is not None:
+            inputs, _ = self._check_inputs(inputs, tags, min_length=x.shape[1])
+            if inputs.shape != x.shape:
+                raise ValueError(f"inputs must have the shape of x {tuple(x.shape)}, got {tuple(inputs.shape)}")
+        source = x if inputs is None else inputs
+        logits, caches = self._forward(source[:, :-1], tags, out_start, cond, int(cond_offset))  # (B, T-RF, Q)
         loss, loss_cache = ops.softmax_cross_entropy_forward(logits, x[:, out_start + 1 :])
         dlogits = ops.softmax_cross_entropy_backward(1.0, loss_cache)
         return float(loss), self._backward(dlogits, caches)

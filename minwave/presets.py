@@ -31,9 +31,10 @@ TRAIN_KEYS = (
     "warmup",
     "lr_half_life",
     "ema",
+    "input_noise",
 )
 # What a run stored before these settings existed trained as with these values (resume keeps them).
-RECIPE_BEFORE = {"warmup": 0, "lr_half_life": 0, "ema": 0.0}
+RECIPE_BEFORE = {"warmup": 0, "lr_half_life": 0, "ema": 0.0, "input_noise": 0}
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class Preset:
     warmup: int = 0  # steps of linear learning-rate warm-up; 0: none
     lr_half_life: int = 0  # after the warm-up, the learning rate halves every this many steps; 0: constant
     ema: float = 0.0  # decay of the weights' moving average used for validation, samples and export; 0: off
+    input_noise: int = 0  # each input code moves by up to ± this many levels during training; 0: off
 
     def train_defaults(self) -> dict:
         return {key: getattr(self, key) for key in TRAIN_KEYS}

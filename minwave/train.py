@@ -96,7 +96,7 @@ LOCKED = ("data", "preset", "model", "sample_rate", "batch_size", "segment", "se
 # Settings that --resume may change: how long, how fast, how often to report.
 CHANGEABLE = ("steps", "lr", "clip_norm", "checkpoint_every", "eval_every", "log_every", "sample_seconds")
 # The rest of the recipe (presets.py): how the learning rate moves and the weights are averaged.
-LOCKED += ("warmup", "lr_half_life", "ema")
+LOCKED += ("warmup", "lr_half_life", "ema", "input_noise")
 
 
 # ----------------------------------------------------------------------------------------- options
@@ -241,6 +241,14 @@ def build_parser() -> ArgumentParser:
         f"(0.999 averages the last ~1000 steps); 0 turns it off {preset_default('ema')}",
     )
     add(
+        "--input-noise",
+        type=non_negative_int,
+        metavar="N",
+        help="during training the network reads each past code moved by a random integer in [-N, N] "
+        "(the targets stay true), so that it learns to recover from its own sampling errors (FFTNet); "
+        f"0: off {preset_default('input_noise')}",
+    )
+    add(
         "--sample-seconds",
         type=non_negative_float,
         metavar="S",
@@ -263,6 +271,7 @@ _CHECKS = {  # key -> (test, what it must be): the same rules for config files a
     "warmup": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
     "lr_half_life": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
     "ema": (lambda v: isinstance(v, (int, float)) and 0 <= v < 1, "a number in [0, 1)"),
+    "input_noise": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
 }
 
 
@@ -429,6 +438,11 @@ def device_batch(batch, backend, cond_offset: int = 0) -> tuple:
     x, tags, *cond = batch
     args = (backend.asarray(x), None if tags is None else backend.asarray(tags))
     return args + ((backend.asarray(cond[0]), cond_offset) if cond else ())
+
+
+def noisy_codes(x: np.ndarray, n: int, quantization_channels: int, rng: np.random.Generator) -> np.ndarray:
+    """x (B, T) codes, each moved by a uniform random integer in [-n, n], kept within 0 … Q-1."""
+    return np.clip(x + rng.integers(-n, n + 1, x.shape), 0, quantization_channels - 1)
 
 
 @contextlib.contextmanager
@@ -856,8 +870,13 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
     try:
         while step < s["steps"]:
             t0 = time.perf_counter()
-            batch = device_batch(sampler.sample(), backend, cond_offset)  # x (B, segment + RF), tags[, cond, …]
-            loss, grads = model.loss_and_grads(*batch)
+            drawn = sampler.sample()  # x (B, segment + RF), tags[, cond]: host arrays
+            batch = device_batch(drawn, backend, cond_offset)  # the arguments of loss_and_grads
+            noisy = {}
+            if s["input_noise"]:  # a generator of the step alone (and the rank): resume stays exact
+                rng = np.random.default_rng((s["seed"], step, comm.rank))
+                noisy["inputs"] = backend.asarray(noisy_codes(drawn[0], s["input_noise"], Q, rng))
+            loss, grads = model.loss_and_grads(*batch, **noisy)
             loss, grads = comm.allreduce_mean(loss, grads)  # over all ranks' rows (distributed.py); alone: as is
             if not math.isfinite(loss):  # stop before the update: the parameters are still the good ones
                 raise TrainingError(_diverged(f"the loss became {loss}", step + 1, saved_step, s, run_dir))

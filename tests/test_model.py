@@ -289,3 +289,19 @@ def test_float32_training_pass_matches_float64(n_tags):
     for name, g in grads64.items():
         assert grads32[name].dtype == np.float32
         np.testing.assert_allclose(grads32[name], g, rtol=1e-3, atol=1e-5 * np.abs(g).max(), err_msg=name)
+
+
+def test_noisy_inputs_change_what_the_network_reads_not_the_targets():
+    model = WaveNet(tiny_config(), seed=0, dtype="float64")
+    x, _ = random_batch(model, model.receptive_field + 9)
+    loss, grads = model.loss_and_grads(x)
+    same, same_grads = model.loss_and_grads(x, inputs=x.copy())
+    assert same == loss and all(np.array_equal(grads[k], same_grads[k]) for k in grads)
+    shifted = np.clip(x + 1, 0, model.config.quantization_channels - 1)
+    noisy, _ = model.loss_and_grads(x, inputs=shifted)
+    logits = model.forward(shifted[:, :-1])[:, model.receptive_field - 1 :]  # what the network predicts …
+    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    targets = x[:, model.receptive_field :]  # … scored against the true codes
+    assert abs(noisy + np.take_along_axis(logp, targets[..., None], -1).mean()) < 1e-12
+    with pytest.raises(ValueError, match="shape"):
+        model.loss_and_grads(x, inputs=x[:, 1:])

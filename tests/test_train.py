@@ -42,7 +42,7 @@ def metrics(run_dir: Path) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------------ resume
-RECIPE = ["--warmup", 3, "--lr-half-life", 4, "--ema", 0.9]  # warm-up, decay and averaged weights
+RECIPE = ["--warmup", 3, "--lr-half-life", 4, "--ema", 0.9, "--input-noise", 2]  # the whole recipe
 
 
 @pytest.mark.parametrize("recipe", [[], RECIPE], ids=["plain", "recipe"])
