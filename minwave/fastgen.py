@@ -33,6 +33,7 @@ import numpy as np
 from numba import njit
 
 from .backend import to_host
+from .checks import check_codes, check_tags
 from .mulaw import mulaw_level
 from .ops.numba_kernels import JIT, tanh_pq  # one JIT setting and one tanh for every kernel of minwave
 
@@ -468,19 +469,16 @@ def run(
 def teacher_forced_logits(model, codes, tags=None, cond=None, cond_offset: int = 0) -> np.ndarray:
     """The fast path's logits (B, T, Q) for given codes (B, T): model.forward(codes, tags, cond,
     cond_offset) to float32 rounding, computed one step at a time with the queues. For tests and debugging."""
-    from .sampling import _check_tags
-
-    codes = np.ascontiguousarray(to_host(codes))
-    if codes.ndim != 2 or codes.shape[1] < 1 or codes.dtype.kind not in "iu":
-        raise ValueError(f"codes must be (batch, time) integers with time >= 1, got {codes.dtype} {codes.shape}")
     c = model.config
-    if codes.min() < 0 or codes.max() >= c.quantization_channels:
-        raise ValueError(f"codes must lie in 0..{c.quantization_channels - 1}")
+    codes = check_codes(np.ascontiguousarray(to_host(codes)), c.quantization_channels, "codes")
     B, T = codes.shape
     if (cond is None) != (not c.condition):
         raise ValueError("pass cond exactly for a locally conditioned model")
     frames = None if cond is None else to_host(model._check_cond(codes, cond, cond_offset, T))
-    p = pack(model.params, c, _check_tags(model, tags, B), B, frames, first_sample=int(cond_offset))
+    host_tags = None if tags is None else to_host(tags)
+    p = pack(
+        model.params, c, check_tags(host_tags, c.n_tags, B, broadcast=True), B, frames, first_sample=int(cond_offset)
+    )
     s = new_state(c, B)
     out = np.empty((B, T, c.quantization_channels), dtype=np.float32)
     teacher_forced_steps(p, s, codes.astype(np.int64), out)

@@ -21,7 +21,9 @@ from collections.abc import Callable
 import numpy as np
 
 from .backend import array_module, to_host
+from .checks import check_codes, check_tags
 from .data import frame_window
+from .model import WaveNet
 
 METHODS = ("fast", "naive")
 TINY_TEMPERATURE = 1e-200  # below this, temperature is 0 (argmax): logits / T would overflow float64
@@ -168,8 +170,6 @@ def inverse_cdf(logits, temperature: float, u):
 
 
 def _check_model(model) -> None:
-    from .model import WaveNet
-
     if not isinstance(model, WaveNet):
         raise TypeError(f"model must be a minwave.WaveNet, got {type(model).__name__}")
 
@@ -192,22 +192,9 @@ def _check_temperature(temperature) -> float:
 
 
 def _check_tags(model, tags, batch: int) -> np.ndarray | None:
-    """-> (B, G) float64 host array, or None for an unconditioned model."""
-    G = model.config.n_tags
-    if G == 0:
-        if tags is not None:
-            raise ValueError("this model has n_tags=0: pass tags=None")
-        return None
-    if tags is None:
-        raise ValueError(f"this model is conditioned on {G} tags: pass tags of shape ({batch}, {G}) or ({G},)")
-    tags = to_host(tags).astype(np.float64)
-    if tags.shape == (G,):
-        tags = np.tile(tags, (batch, 1))
-    if tags.shape != (batch, G):
-        raise ValueError(f"tags must have shape (batch, n_tags) = ({batch}, {G}) or ({G},), got {tags.shape}")
-    if not np.all(np.isfinite(tags)):
-        raise ValueError("tags must be finite numbers")
-    return tags
+    """-> (B, G) float64 host array, or None for an unconditioned model (checks.check_tags)."""
+    host = None if tags is None else to_host(tags)
+    return check_tags(host, model.config.n_tags, batch, broadcast=True)
 
 
 def _check_cond(model, cond, batch: int, n_samples: int) -> np.ndarray | None:
@@ -245,15 +232,11 @@ def _check_prime(model, prime, batch: int) -> np.ndarray:
     if prime is None:
         return np.full((batch, 1), Q // 2, dtype=np.int64)
     prime = to_host(prime)
-    if prime.dtype.kind not in "iu":
-        raise ValueError(f"prime must hold integer codes, got dtype {prime.dtype}")
     if prime.ndim == 1:
-        prime = np.tile(prime, (batch, 1))
+        prime = np.tile(prime, (batch, 1))  # (B, P): the same history for every stream
     if prime.ndim != 2 or prime.shape[0] != batch or prime.shape[1] < 1:
         raise ValueError(f"prime must have shape (P,) or (batch, P) = ({batch}, P) with P >= 1, got {prime.shape}")
-    if prime.min() < 0 or prime.max() >= Q:
-        raise ValueError(f"prime codes must lie in 0..{Q - 1}")
-    return np.ascontiguousarray(prime, dtype=np.int64)
+    return np.ascontiguousarray(check_codes(prime, Q, "prime"), dtype=np.int64)
 
 
 def _progress_reporter(progress, total: int):
