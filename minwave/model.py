@@ -7,7 +7,7 @@ h samples per frame (hop).
 
     codes (B, T) ──causal k-tap input layer──> x_0 (B, T, R)     (config.input: "level" or "embedding")
     for each layer l (dilation d_l):
-        z_l = tanh(W_f∗x_l + V_f·h) ⊙ σ(W_g∗x_l + V_g·h)        (B, T, D)
+        z_l = tanh(W_f∗x_l + V_f·tags) ⊙ σ(W_g∗x_l + V_g·tags)  (B, T, D)
         x_{l+1} = x_l + z_l @ W_res,l + b_res,l                 (B, T, R)   (not for the last layer)
     skip = [z_1 | … | z_L] @ W_skip + b_skip                    (B, T, S)
     logits = relu(relu(skip) @ W_1 + b_1) @ W_2 + b_2           (B, T, Q)
@@ -16,7 +16,7 @@ logits[:, t] is the distribution of x[:, t+1] given x[:, :t+1].
 
 Local conditioning (config.condition "notes" or "mel", docs/conditioning.md): frames c (B, F, C) are
 upsampled (ops/upsample.py: a learned 3-tap convolution over frames, then each frame held for h
-samples) and every layer adds its own projection U_l · c_t to the gate's pre-activations, beside V_l · h.
+samples) and every layer adds its own projection U_l · c_t to the gate's pre-activations, beside V_l · tags.
 Because holding a frame commutes with U, the projection of all layers is one product at frame rate,
 (B, F, C) @ (C, L·2D), indexed at sample rate.
 
@@ -333,7 +333,7 @@ class WaveNet:
         L, D = c.n_layers, c.dilation_channels
         B, T = x.shape
         first = self._input_starts(out_start)  # x_l covers positions first[l] … T-1
-        h, input_cache = self._input_forward(x, T - first[0])  # x_0 (B, T - first[0], R)
+        stream, input_cache = self._input_forward(x, T - first[0])  # x_0 (B, T - first[0], R)
         zs = xp.empty((B, T - out_start, L * D), dtype=self.dtype)  # (B, T', L·D) every z_l, side by side
         layer_caches = []
         local_cache = proj = None
@@ -345,7 +345,7 @@ class WaveNet:
         for i, dilation in enumerate(c.dilations):
             V = p.get(f"layers.{i}.cond.V")
             z, unit_cache = ops.gated_unit_forward(
-                h,
+                stream,
                 p[f"layers.{i}.dilated.W"],
                 p[f"layers.{i}.dilated.b"],
                 dilation,
@@ -357,9 +357,9 @@ class WaveNet:
             zs[:, :, i * D : (i + 1) * D] = z[:, out_start - first[i + 1] :]
             residual_cache = None
             if i < L - 1:
-                h_kept = h[:, first[i + 1] - first[i] :]  # x_i at the positions z_i has
-                h, residual_cache = ops.residual_forward(
-                    h_kept, z, p[f"layers.{i}.residual.W"], p[f"layers.{i}.residual.b"]
+                stream_kept = stream[:, first[i + 1] - first[i] :]  # x_i at the positions z_i has
+                stream, residual_cache = ops.residual_forward(
+                    stream_kept, z, p[f"layers.{i}.residual.W"], p[f"layers.{i}.residual.b"]
                 )  # x_{i+1} (B, T - first[i+1], R)
             layer_caches.append((unit_cache, residual_cache))
         skip, skip_cache = ops.skip_forward(zs, p["skip.W"], p["skip.b"])  # (B, T', S)
@@ -386,7 +386,7 @@ class WaveNet:
             dlogits, head_cache
         )
         dzs, grads["skip.W"], grads["skip.b"] = ops.skip_backward(dskip, skip_cache)  # (B, T', L·D)
-        dh = None  # gradient w.r.t. x_{i+1}, the residual stream above layer i (positions first[i+1] …)
+        dstream = None  # gradient w.r.t. x_{i+1}, the residual stream above layer i (positions first[i+1] …)
         dproj = None if local_cache is None else xp.zeros(local_cache[3], dtype=self.dtype)  # (B, F, L·2D)
         for i in reversed(range(L)):
             unit_cache, residual_cache = layer_caches[i]
@@ -394,12 +394,12 @@ class WaveNet:
             # fan-out means sum: z_l feeds the skip sum (only at out_start…) and the residual stream
             if residual_cache is not None:
                 _, dz, grads[f"layers.{i}.residual.W"], grads[f"layers.{i}.residual.b"] = ops.residual_backward(
-                    dh, residual_cache
-                )  # the identity part of dx_i is dh itself: added below
+                    dstream, residual_cache
+                )  # the identity part of dx_i is dstream itself: added below
             else:
                 dz = xp.zeros((B, T - first[i + 1], D), dtype=self.dtype)
             dz[:, out_start - first[i + 1] :] += dzs[:, :, i * D : (i + 1) * D]
-            dh_unit, grads[f"layers.{i}.dilated.W"], grads[f"layers.{i}.dilated.b"], dV, *dlocal = (
+            dstream_unit, grads[f"layers.{i}.dilated.W"], grads[f"layers.{i}.dilated.b"], dV, *dlocal = (
                 ops.gated_unit_backward(dz, unit_cache)
             )  # (B, T - first[i], R); dlocal: [dpre] with local conditioning, else []
             if dlocal:  # the frames that were held for these positions collect their gradient
@@ -407,16 +407,16 @@ class WaveNet:
                 dproj[:, :, i * D2 : (i + 1) * D2] = ops.repeat_backward(dlocal[0], local_cache[4][i])
             if dV is not None:
                 grads[f"layers.{i}.cond.V"] = dV
-            if dh is not None:
-                dh_unit[:, first[i + 1] - first[i] :] += dh  # identity path + through the unit
-            dh = dh_unit
+            if dstream is not None:
+                dstream_unit[:, first[i + 1] - first[i] :] += dstream  # identity path + through the unit
+            dstream = dstream_unit
         if local_cache is not None:  # proj = up @ U, up = frame_conv(cond): back through both
             up, up_cache, U, _, _ = local_cache
             dU = ops.conv.sum_outer(up, dproj)  # (C, L·2D)
             for i in range(L):
                 grads[f"layers.{i}.cond.U"] = dU[:, i * 2 * D : (i + 1) * 2 * D]
             _, grads["cond.up.W"] = ops.frame_conv_backward(dproj @ U.T, up_cache)  # dcond: data, dropped
-        grads["input.W"], grads["input.b"] = self._input_backward(dh, input_cache)
+        grads["input.W"], grads["input.b"] = self._input_backward(dstream, input_cache)
         return grads
 
     def _input_forward(self, x, t_out: int):
@@ -427,11 +427,11 @@ class WaveNet:
         levels = mulaw_level(x, self.config.quantization_channels).astype(self.dtype)[..., None]  # (B, T, 1)
         return ops.causal_conv_forward(levels, p["input.W"], p["input.b"], 1, t_out)
 
-    def _input_backward(self, dh, cache):
+    def _input_backward(self, dstream, cache):
         """(dW, db) of the input layer; the codes get no gradient."""
         if self.config.input == "embedding":
-            return ops.causal_embedding_backward(dh, cache)
-        _, dW, db = ops.causal_conv_backward(dh, cache)  # dlevels: the data, not a parameter
+            return ops.causal_embedding_backward(dstream, cache)
+        _, dW, db = ops.causal_conv_backward(dstream, cache)  # dlevels: the data, not a parameter
         return dW, db
 
     def _check_cond(self, x, cond, cond_offset, n_in: int):

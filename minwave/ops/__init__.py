@@ -1,9 +1,14 @@
 """The layers of WaveNet, each a pair of plain functions: forward(...) -> (out, cache) and
 backward(dout, cache) -> gradients in the order of forward's inputs. Derivations: docs/backprop.md.
 
-Shape legend used throughout:  B batch, T time, Q quantization classes, R residual channels,
-D dilation (gate) channels, S skip channels, k kernel size, G number of tags (global conditioning),
-F frames and C channels of local conditioning, h its hop (samples per frame).
+The package's legend, one meaning per letter (docs/architecture.md has the same table):
+    B  batch rows (streams)          k    kernel size           x_l   the residual stream, layer l's input
+    T  time steps                    d    dilation              z_l   layer l's gate output
+    Q  quantization classes          L    layers                tags  (B, G) multi-hot tag vectors
+    R  residual channels             RF   receptive field       F, C  local conditioning frames, channels
+    D  dilation (gate) channels      G    number of tags        h     the hop: samples per frame
+    S  skip channels                 N    B·T positions, flattened (the Numba kernels)
+The tag vector is `tags` (the paper's h); h is only the hop.
 """
 
 from .activations import relu_backward, relu_forward

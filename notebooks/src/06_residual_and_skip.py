@@ -76,14 +76,16 @@ def loss_and_grads(params, config, x, residual=True, skip=True, stats=None):
     """
     L, D, rf = config.n_layers, config.dilation_channels, config.receptive_field
     inputs, targets, start = x[:, :-1], x[:, rf:], rf - 1  # predict x[t+1] at positions t >= RF-1
-    h, input_cache = ops.causal_embedding_forward(inputs, params["input.W"], params["input.b"])  # (B, T, R)
+    stream, input_cache = ops.causal_embedding_forward(inputs, params["input.W"], params["input.b"])  # (B, T, R)
     caches, zs = [], []
     for i, d in enumerate(config.dilations):
-        z, unit_cache = ops.gated_unit_forward(h, params[f"layers.{i}.dilated.W"], params[f"layers.{i}.dilated.b"], d)
+        z, unit_cache = ops.gated_unit_forward(
+            stream, params[f"layers.{i}.dilated.W"], params[f"layers.{i}.dilated.b"], d
+        )
         next_cache = None
         if i < L - 1:
             W, b = params[f"layers.{i}.residual.W"], params[f"layers.{i}.residual.b"]
-            h, next_cache = ops.residual_forward(h, z, W, b) if residual else ops.conv1x1_forward(z, W, b)
+            stream, next_cache = ops.residual_forward(stream, z, W, b) if residual else ops.conv1x1_forward(z, W, b)
         caches.append((unit_cache, next_cache, z.shape))
         zs.append(z[:, start:])
         if stats is not None:
@@ -101,25 +103,27 @@ def loss_and_grads(params, config, x, residual=True, skip=True, stats=None):
     ds, g["head.W1"], g["head.b1"], g["head.W2"], g["head.b2"] = ops.head_backward(dlogits, head_cache)
     dzs, g["skip.W"], g["skip.b"] = ops.skip_backward(ds, skip_cache)
     dzs = dzs * keep
-    dh = None  # gradient of the stream above layer i
+    dstream = None  # gradient of the stream above layer i
     for i in reversed(range(L)):
         unit_cache, next_cache, z_shape = caches[i]
         dz = np.zeros(z_shape, dtype=dzs.dtype)  # (B, T, D)
         if next_cache is not None:
             if residual:
-                dh, dz_next, g[f"layers.{i}.residual.W"], g[f"layers.{i}.residual.b"] = ops.residual_backward(
-                    dh, next_cache
+                dstream, dz_next, g[f"layers.{i}.residual.W"], g[f"layers.{i}.residual.b"] = ops.residual_backward(
+                    dstream, next_cache
                 )
             else:  # nothing but z reaches the next layer: the stream's gradient stops here
-                dz_next, g[f"layers.{i}.residual.W"], g[f"layers.{i}.residual.b"] = ops.conv1x1_backward(dh, next_cache)
-                dh = None
+                dz_next, g[f"layers.{i}.residual.W"], g[f"layers.{i}.residual.b"] = ops.conv1x1_backward(
+                    dstream, next_cache
+                )
+                dstream = None
             dz += dz_next
         dz[:, start:] += dzs[..., i * D : (i + 1) * D]  # fan-out means sum: the skip path's share
         dx, g[f"layers.{i}.dilated.W"], g[f"layers.{i}.dilated.b"], _ = ops.gated_unit_backward(dz, unit_cache)
-        dh = dx if dh is None else dh + dx
+        dstream = dx if dstream is None else dstream + dx
         if stats is not None:
-            stats.setdefault("dh_norm", []).insert(0, float(np.linalg.norm(dh)))
-    g["input.W"], g["input.b"] = ops.causal_embedding_backward(dh, input_cache)
+            stats.setdefault("dx_norm", []).insert(0, float(np.linalg.norm(dstream)))
+    g["input.W"], g["input.b"] = ops.causal_embedding_backward(dstream, input_cache)
     return float(loss), g
 
 
@@ -193,10 +197,10 @@ ratio = {}  # gradient reaching the first layer / reaching the last
 for name, (flags, gain) in variants.items():
     stats = {}
     _, g = loss_and_grads(initial_params(flags["residual"], gain), config, x, **flags, stats=stats)
-    ratio[name] = stats["dh_norm"][0] / stats["dh_norm"][-1]
+    ratio[name] = stats["dx_norm"][0] / stats["dx_norm"][-1]
     print(f"{name:28s} ‖∂ℓ/∂x_1‖ / ‖∂ℓ/∂x_L‖ = {ratio[name]:.1e}")
     axes[0].semilogy(layers, stats["z_rms"], "o-", markersize=3, label=name)
-    axes[1].semilogy(layers, stats["dh_norm"], "o-", markersize=3, label=name)
+    axes[1].semilogy(layers, stats["dx_norm"], "o-", markersize=3, label=name)
     axes[2].semilogy(
         layers,
         [np.linalg.norm(g[f"layers.{i}.dilated.W"]) for i in range(config.n_layers)],

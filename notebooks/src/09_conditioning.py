@@ -4,7 +4,7 @@
 # An unconditional WaveNet trained on three instruments produces some mixture of them, and you cannot
 # choose which. **Global conditioning** (the paper's §2.5, used there for the speaker identity) adds one
 # input that is the same for the whole clip — here, the instrument tag — so that the model learns
-# $p(\mathbf{x} \mid \mathbf{h}) = \prod_t p(x_t \mid x_{<t}, \mathbf{h})$. This chapter shows how little
+# $p(\mathbf{x} \mid \mathbf{m}) = \prod_t p(x_t \mid x_{<t}, \mathbf{m})$. This chapter shows how little
 # it takes in the code, trains a tag-conditioned model, generates each instrument, and *measures*
 # whether the tags are obeyed with a small classifier trained on the real recordings.
 
@@ -31,13 +31,14 @@ plt.rcParams.update({"figure.dpi": 72, "figure.figsize": (9, 3), "axes.grid": Tr
 # %% [markdown]
 # ## The math: one bias per layer
 #
-# With tags as a multi-hot vector $\mathbf{h} \in \{0, 1\}^G$ (one-hot for one instrument), every layer
+# With tags as a multi-hot vector $\mathbf{m} \in \{0, 1\}^G$ (`tags` in the code; the paper writes
+# $\mathbf{h}$, a letter minwave keeps for the hop of chapter 11), one-hot for one instrument, every layer
 # $l$ gets a matrix $V_l$ of shape $(G, 2D)$ and the gated unit becomes
 #
-# $$\mathbf{z}_l = \tanh(W_{f,l} * \mathbf{x}_l + V_{f,l}^\top \mathbf{h})
-# \odot \sigma(W_{g,l} * \mathbf{x}_l + V_{g,l}^\top \mathbf{h}).$$
+# $$\mathbf{z}_l = \tanh(W_{f,l} * \mathbf{x}_l + V_{f,l}^\top \mathbf{m})
+# \odot \sigma(W_{g,l} * \mathbf{x}_l + V_{g,l}^\top \mathbf{m}).$$
 #
-# $V^\top \mathbf{h}$ does not depend on time: it is a per-clip *bias* on the filter and gate
+# $V^\top \mathbf{m}$ does not depend on time: it is a per-clip *bias* on the filter and gate
 # pre-activations, which can open some gates and close others for each instrument. In the package it is
 # one line of `gated_unit_forward` (the `tags @ V` term; `local` is chapter 11's conditioning), and its
 # gradient one line of the backward, `dV = tags^T Σ_t dpre` (`docs/backprop.md` §4):
@@ -48,7 +49,7 @@ print(inspect.getsource(ops.gated_unit_backward))
 
 # %% [markdown]
 # At generation time the tags are fixed for the whole clip, so the fast sampler folds $V_l^\top
-# \mathbf{h}$ into layer $l$'s bias **once per `generate` call** — conditioning costs nothing per sample.
+# \mathbf{m}$ into layer $l$'s bias **once per `generate` call** — conditioning costs nothing per sample.
 # `fastgen.pack` gathers the weights for the Numba kernels; in its loop over layers, the line with
 # `tags @ V` is the fold:
 
@@ -299,7 +300,7 @@ plt.show()
 #
 # 1. Generate with the tag vector `[0.5, 0.5, 0]` (half bell, half organ). What does the classifier say,
 #    and what do you hear? Is the model ever trained on such a vector?
-# 2. Plot the per-layer tag bias $V_l^\top \mathbf{h}$ for the three tags (`model.params["layers.0.cond.V"]`).
+# 2. Plot the per-layer tag bias $V_l^\top \mathbf{m}$ for the three tags (`model.params["layers.0.cond.V"]`).
 #    Which gate channels does each instrument open or close?
 # 3. The classifier uses only average spectra. Train it on features that ignore pitch (subtract each
 #    window's mean log-energy and use band *differences*) and check whether the generated clips are still
