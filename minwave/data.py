@@ -4,7 +4,7 @@
     train, valid = split_by_file(dataset, valid_fraction=0.1, seed=0)
     sampler = BatchSampler(train, dataset.n_tags, segment_length=4096,
                            receptive_field=model.receptive_field, batch_size=8, seed=0)
-    x, tags = sampler.sample()           # (B, R + S) int64 codes, (B, K) float32 or None
+    x, tags = sampler.sample()           # (B, RF + segment) int64 codes, (B, G) float32 or None
 
 What a data folder may hold
 ---------------------------
@@ -30,8 +30,8 @@ tags.csv) are reported through `warn(message)` and the file is skipped or used a
 Problems that leave nothing to train on raise `DataError`, whose message is one line saying what is
 wrong and what to do.
 
-Shape legend: B batch, R receptive field, S segment length (predictions per row), K n_tags,
-Q quantization channels, T samples in a clip.
+Shape legend (the package's, ops/__init__.py): B batch, RF receptive field, segment = segment_length
+(predictions per row), G n_tags, Q quantization channels, T samples in a clip.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ class Clip:
     path:       the file, relative to the data folder, with '/' separators ('piano/a.wav').
     codes:      int64 (T,) μ-law codes in 0..Q-1.
     tags:       the clip's tags, in the order given.
-    tag_vector: float32 (K,) multi-hot over the dataset's tag vocabulary (K = 0 when there are no tags).
+    tag_vector: float32 (G,) multi-hot over the dataset's tag vocabulary (G = 0 when there are no tags).
     """
 
     path: str
@@ -116,7 +116,7 @@ class AudioDataset:
         return self.n_samples / self.sample_rate
 
     def tag_vector(self, tags: Sequence[str]) -> np.ndarray:
-        """Tag names -> float32 (K,) multi-hot; an unknown tag raises ValueError listing the known ones."""
+        """Tag names -> float32 (G,) multi-hot; an unknown tag raises ValueError listing the known ones."""
         return multi_hot(tags, self.tag_vocab)
 
     def format_counts(self) -> dict[str, int]:
@@ -160,7 +160,7 @@ def fingerprint_changes(old: Sequence, new: Sequence) -> str | None:
 
 
 def multi_hot(tags: Sequence[str], tag_vocab: Sequence[str]) -> np.ndarray:
-    """float32 (K,) with 1.0 at the position of each tag in tag_vocab."""
+    """float32 (G,) with 1.0 at the position of each tag in tag_vocab."""
     vector = np.zeros(len(tag_vocab), dtype=np.float32)
     for tag in tags:
         if tag not in tag_vocab:
@@ -596,10 +596,10 @@ def _check_batch_args(clips, n_tags, segment_length, receptive_field, batch_size
 
 
 class BatchSampler:
-    """Random training batches: rows of R context samples followed by S samples to predict.
+    """Random training batches: rows of RF context samples followed by segment_length samples to predict.
 
     A row is `segment_length + receptive_field` consecutive codes. The model reads x[:, :-1] and its
-    S outputs with a full receptive field predict x[:, R:]. The clip of each row is drawn with
+    segment_length outputs with a full receptive field predict x[:, RF:]. The clip of each row is drawn with
     probability proportional to its length (so every sample of the dataset is equally likely to be
     seen, and short clips are not over-trained), the start uniformly among the windows that fit;
     clips shorter than a row are left-padded with the silence code Q // 2 (μ-law of 0.0).
@@ -639,14 +639,14 @@ class BatchSampler:
         self.rng = np.random.default_rng(seed)
 
     def sample(self) -> tuple[np.ndarray, np.ndarray | None]:
-        """-> x int64 (B, R + S), tags float32 (B, K) or None when n_tags == 0 (B/N rows with a shard)."""
+        """-> x int64 (B, RF + segment), tags float32 (B, G) or None when n_tags == 0 (B/N rows with a shard)."""
         which = self.rng.choice(len(self.clips), size=self.batch_size, p=self.probabilities)  # (B,)
         last_start = np.maximum(self.lengths[which] - self.row_length, 0)  # (B,)
         starts = self.rng.integers(0, last_start + 1)  # (B,) uniform in 0..last_start
         which, starts = which[self.rows], starts[self.rows]  # (B/N,) this rank's rows of the batch
         x = np.stack([_window(self.clips[i].codes, s, self.row_length, self.silence) for i, s in zip(which, starts)])
         tags = np.stack([self.clips[i].tag_vector for i in which]).astype(np.float32) if self.n_tags else None
-        return x, tags  # (B, R + S), (B, K)
+        return x, tags  # (B, RF + segment), (B, G)
 
     def get_state(self) -> dict:
         """The generator state, a JSON-serialisable dict (numpy's bit_generator.state)."""
@@ -669,7 +669,7 @@ def validation_batches(
     """The same validation batches every time, so validation losses are comparable across steps.
 
     Rows have the layout of BatchSampler's. Each clip gets as many rows as it has disjoint
-    S-sample prediction windows, evenly spaced from its start to its end; if that totals more than
+    segment_length-sample prediction windows, evenly spaced from its start to its end; if that totals more than
     `max_rows`, every clip's count is scaled down proportionally but stays at least 1 (so every
     validation clip is represented, and there may be more than max_rows when clips outnumber it).
     Rows are grouped into batches of `batch_size` (the last may be smaller).
@@ -690,8 +690,8 @@ def validation_batches(
             tags.append(clip.tag_vector)
     batches = []
     for i in range(0, len(rows), batch_size):
-        x = np.stack(rows[i : i + batch_size])  # (B, R + S)
-        t = np.stack(tags[i : i + batch_size]).astype(np.float32) if n_tags else None  # (B, K)
+        x = np.stack(rows[i : i + batch_size])  # (B, RF + segment)
+        t = np.stack(tags[i : i + batch_size]).astype(np.float32) if n_tags else None  # (B, G)
         batches.append((x, t))
     return batches
 
@@ -761,7 +761,7 @@ class LocalBatchSampler(BatchSampler):
         self.cond_offset = self.context * self.hop
 
     def sample(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-        """-> x int64 (B, R + S), tags float32 (B, K) or None, cond float32 (B, F', C)."""
+        """-> x int64 (B, RF + segment), tags float32 (B, G) or None, cond float32 (B, F', C)."""
         which = self.rng.choice(len(self.clips), size=self.batch_size, p=self.probabilities)  # (B,)
         last = np.array([_aligned_last_start(n, self.row_length, self.hop) for n in self.lengths[which]])
         first = np.minimum(last, 0)  # (B,) a clip shorter than a row has one start, before it
@@ -814,8 +814,8 @@ def local_validation_batches(
     batches = []
     for i in range(0, len(rows), batch_size):
         chunk = rows[i : i + batch_size]
-        x = np.stack([r[0] for r in chunk])  # (B, R + S)
-        t = np.stack([r[1] for r in chunk]).astype(np.float32) if n_tags else None  # (B, K)
+        x = np.stack([r[0] for r in chunk])  # (B, RF + segment)
+        t = np.stack([r[1] for r in chunk]).astype(np.float32) if n_tags else None  # (B, G)
         c = np.stack([r[2] for r in chunk]).astype(np.float32)  # (B, F', C)
         batches.append((x, t, c))
     return batches
