@@ -390,7 +390,9 @@ def plot_sweep(rows: list[dict], stacks: int, path: Path) -> None:
             layers,
             [1e6 / r["naive"] for r in rows],
             "s-",
-            label="naive (forward over the receptive field): O(2^layers)",
+            label=f"naive (forward over the receptive field): O(2^(layers/{stacks}))"
+            if stacks > 1
+            else "naive (forward over the receptive field): O(2^layers)",
         )
     right.plot(layers, [1e6 / r["fast"] for r in rows], "o-")
     right.set_ylim(bottom=0)
