@@ -144,7 +144,7 @@ def frames_of(clips):
     return conditioning.clip_features(root, clips, config, load_audio)  # each clip's piano roll
 
 
-steps, batch, segment = (20, 4, 300) if QUICK else (3000, 8, 1000)
+steps, batch, segment = (20, 4, 300) if QUICK else (2000, 8, 1000)
 sampler = LocalBatchSampler(train_clips, frames_of(train_clips), HOP, config.cond_context, dataset.n_tags,
                             segment, model.receptive_field, batch, seed=0)  # fmt: skip
 valid = local_validation_batches(valid_clips, frames_of(valid_clips), HOP, config.cond_context, dataset.n_tags,
