@@ -28,6 +28,7 @@ from ..quality import quality
 from ..sampling import generate
 from ..synth import organ_note
 from ..threads import set_blas_threads
+from ..train import noisy_codes
 
 SR = 16000
 
@@ -43,7 +44,9 @@ def note_codes(note: str, f0: float) -> np.ndarray:
     return mulaw_encode(audio)
 
 
-def run_case(input_layer: str, codes: np.ndarray, steps: int, seeds: int, naive_samples: int) -> list[str]:
+def run_case(
+    input_layer: str, codes: np.ndarray, steps: int, seeds: int, naive_samples: int, input_noise: int = 0
+) -> list[str]:
     config = WaveNetConfig(
         stacks=1, layers_per_stack=8, residual_channels=16, dilation_channels=16, skip_channels=64, input=input_layer
     )
@@ -53,12 +56,14 @@ def run_case(input_layer: str, codes: np.ndarray, steps: int, seeds: int, naive_
     t0 = time.perf_counter()
     for _ in range(steps):
         starts = rng.integers(0, len(codes) - segment - rf - 1, 8)
-        loss, grads = model.loss_and_grads(np.stack([codes[s : s + segment + rf + 1] for s in starts]))
+        x = np.stack([codes[s : s + segment + rf + 1] for s in starts])
+        noisy = noisy_codes(x, input_noise, config.quantization_channels, rng) if input_noise else None
+        loss, grads = model.loss_and_grads(x, inputs=noisy)
         optimizer.step(model.params, grads)
     seconds = time.perf_counter() - t0
     accuracy = float((model.forward(codes[None, :8000]).argmax(-1)[0, :-1] == codes[1:8000]).mean())
     lines = [
-        f"{input_layer:9s} {steps} steps in {seconds:.0f} s: {loss / math.log(2):.3f} bits per sample, "
+        f"{input_layer:9s} {steps} steps{f', input noise ±{input_noise}' if input_noise else ''} in {seconds:.0f} s: {loss / math.log(2):.3f} bits per sample, "
         f"teacher-forced argmax accuracy {accuracy:.3f}"
     ]
     for start, prime in [("silence", None), ("primed", codes[:rf])]:
@@ -86,15 +91,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3, help="fast-sampler clips per case (default 3)")
     parser.add_argument("--naive-samples", type=int, default=4000, help="codes compared with the naive sampler")
     parser.add_argument("--input", choices=INPUTS, action="append", help="only this input layer (repeatable)")
+    parser.add_argument("--input-noise", type=int, default=0, help="train --input-noise N: inputs moved by ±N")
     args = parser.parse_args(argv)
-    if args.steps < 1 or args.seeds < 1 or args.naive_samples < 8 or not 40 <= args.pitch <= 800:
-        parser.error("--steps and --seeds must be >= 1, --naive-samples >= 8, --pitch within 40-800 Hz")
+    if (
+        args.steps < 1
+        or args.seeds < 1
+        or args.naive_samples < 8
+        or not 40 <= args.pitch <= 800
+        or args.input_noise < 0
+    ):
+        parser.error("--steps, --seeds >= 1, --naive-samples >= 8, --pitch within 40-800 Hz, --input-noise >= 0")
     codes = note_codes(args.note, args.pitch)
     print(f"one {args.note} note at {args.pitch:g} Hz; training audio: {quality(mulaw_decode(codes), SR)}")
     restore = set_blas_threads(1)
     try:
         for input_layer in args.input or INPUTS:
-            print("\n".join(run_case(input_layer, codes, args.steps, args.seeds, args.naive_samples)), flush=True)
+            lines = run_case(input_layer, codes, args.steps, args.seeds, args.naive_samples, args.input_noise)
+            print("\n".join(lines), flush=True)
     finally:
         restore()
     return 0
