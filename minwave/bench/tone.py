@@ -62,8 +62,9 @@ def run_case(
         optimizer.step(model.params, grads)
     seconds = time.perf_counter() - t0
     accuracy = float((model.forward(codes[None, :8000]).argmax(-1)[0, :-1] == codes[1:8000]).mean())
+    noise = f", input noise ±{input_noise}" if input_noise else ""
     lines = [
-        f"{input_layer:9s} {steps} steps{f', input noise ±{input_noise}' if input_noise else ''} in {seconds:.0f} s: {loss / math.log(2):.3f} bits per sample, "
+        f"{input_layer:9s} {steps} steps{noise} in {seconds:.0f} s: {loss / math.log(2):.3f} bits per sample, "
         f"teacher-forced argmax accuracy {accuracy:.3f}"
     ]
     for start, prime in [("silence", None), ("primed", codes[:rf])]:
