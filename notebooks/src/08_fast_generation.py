@@ -188,8 +188,9 @@ for name in ["tiny", "small"] + ([] if QUICK else ["paper"]):
 
 # %% [markdown]
 # The naive sampler is no competitor here: at the receptive field of the default network (2048, the last
-# row of the depth table) it is thousands of times slower than the queues, and the gap doubles with
-# every layer added. `docs/generation.md` has the derivation and more measurements.
+# row of the depth table) it is hundreds of times slower than the queues (the table prints the factor),
+# and the gap doubles with every layer added. `docs/generation.md` has the derivation and more
+# measurements.
 
 # %% [markdown]
 # ## Exercises
