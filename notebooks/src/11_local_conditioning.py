@@ -162,7 +162,8 @@ print(f"{steps} steps in {time.perf_counter() - start:.0f} s")
 
 # %% [markdown]
 # Does the model use the notes? Score the held-out clips with their own piano rolls and with rolls
-# shifted by a few frames in time: wrong notes must cost bits.
+# moved by two frames (rolled within each row's window of 7 frames): if the model uses the notes, the
+# wrong ones cost bits.
 
 
 # %%
@@ -171,7 +172,8 @@ def bits(shift):
 
 
 print(f"true notes     {bits(0):.3f} bits/sample")
-print(f"shifted notes  {bits(7):.3f} bits/sample (the score moved by 7 frames)")
+assert valid[0][2].shape[1] == 7  # a row's window: 1257 samples span 5 frames, plus one either side
+print(f"moved notes    {bits(2):.3f} bits/sample (the score moved by 2 frames)")
 
 # %% [markdown]
 # ## A melody it has never heard
@@ -257,7 +259,7 @@ for name, clip in [("original", original), ("resynthesised from its mel spectrog
 # What to expect: the numbers above are this run's, and at this size they are modest. A few thousand
 # steps of the `tiny` preset teach the note model the instruments' sound but not yet to *follow* the
 # score when it generates on its own: the audio it has already heard tells the pitch better than the
-# notes do, so the teacher-forced loss barely depends on them (compare true and shifted notes above),
+# notes do, so the teacher-forced loss barely depends on them (compare true and moved notes above),
 # and the free-running output drifts towards noise. docs/benchmarks.md follows the pitch accuracy and
 # periodicity of exactly this setup to 10 000 steps (pluck up to 44 % of frames within ±50 cents; the
 # target is 90 %). The vocoder trains about as fast as a model without conditioning, but is not yet
