@@ -115,6 +115,11 @@ def main(argv=None) -> int:
             parser.error(f"no chapter matches {args.chapters}; sources are in {SRC}")
     if args.quick:
         os.environ["MINWAVE_QUICK"] = "1"
+    if args.execute and not any(os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")):
+        # the chapters' products are small: a second BLAS thread only spins on a busy machine (minwave/threads.py;
+        # measured: chapter 06 did not finish in 30 min with OpenBLAS's default 2 threads, 5 min with one)
+        os.environ["OPENBLAS_NUM_THREADS"] = "1"
+        os.environ["OMP_NUM_THREADS"] = "1"
     cache = None
     if args.execute and "MINWAVE_CACHE" not in os.environ:
         cache = tempfile.TemporaryDirectory(prefix="minwave-cache-")
