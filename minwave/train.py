@@ -440,6 +440,21 @@ def device_batch(batch, backend, cond_offset: int = 0) -> tuple:
     return args + ((backend.asarray(cond[0]), cond_offset) if cond else ())
 
 
+def train_step(model: WaveNet, optimizer: Adam, batch: tuple, comm=None, inputs=None) -> tuple[float, float]:
+    """One training step: the loss and every gradient by hand, averaged over the ranks, then Adam.
+
+    batch: the arguments of model.loss_and_grads (x, tags[, cond, cond_offset]); inputs: noisy codes the
+    network reads instead of x (--input-noise). Returns (loss in nats, the gradient norm before clipping).
+    A loss that is not finite makes no update (returned with a NaN norm): the parameters stay good.
+    """
+    loss, grads = model.loss_and_grads(*batch, inputs=inputs)
+    if comm is not None:
+        loss, grads = comm.allreduce_mean(loss, grads)  # over all ranks' rows (distributed.py)
+    if not math.isfinite(loss):
+        return loss, math.nan
+    return loss, optimizer.step(model.params, grads)
+
+
 def noisy_codes(x: np.ndarray, n: int, quantization_channels: int, rng: np.random.Generator) -> np.ndarray:
     """x (B, T) codes, each moved by a uniform random integer in [-n, n], kept within 0 … Q-1."""
     return np.clip(x + rng.integers(-n, n + 1, x.shape), 0, quantization_channels - 1)
@@ -876,12 +891,10 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
             if s["input_noise"]:  # a generator of the step alone (and the rank): resume stays exact
                 rng = np.random.default_rng((s["seed"], step, comm.rank))
                 noisy["inputs"] = backend.asarray(noisy_codes(drawn[0], s["input_noise"], Q, rng))
-            loss, grads = model.loss_and_grads(*batch, **noisy)
-            loss, grads = comm.allreduce_mean(loss, grads)  # over all ranks' rows (distributed.py); alone: as is
-            if not math.isfinite(loss):  # stop before the update: the parameters are still the good ones
-                raise TrainingError(_diverged(f"the loss became {loss}", step + 1, saved_step, s, run_dir))
             optimizer.lr = scheduled_lr(step + 1, s["lr"], s["warmup"], s["lr_half_life"])  # optim.py
-            norm = optimizer.step(model.params, grads)  # ‖g‖ before clipping
+            loss, norm = train_step(model, optimizer, batch, comm, **noisy)
+            if not math.isfinite(loss):  # no update was made: the parameters are still the good ones
+                raise TrainingError(_diverged(f"the loss became {loss}", step + 1, saved_step, s, run_dir))
             if not math.isfinite(norm):  # this update spoilt the parameters: never save them
                 raise TrainingError(_diverged(f"the gradient norm became {norm}", step + 1, saved_step, s, run_dir))
             window_time += time.perf_counter() - t0

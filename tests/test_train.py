@@ -212,9 +212,9 @@ def test_nan_stops_and_keeps_the_last_good_checkpoint(tmp_path, cfg, capsys, mon
     if where == "loss":
         original = WaveNet.loss_and_grads
 
-        def poisoned(self, x, tags=None):
+        def poisoned(self, x, tags=None, **kwargs):
             calls["n"] += 1
-            loss, grads = original(self, x, tags)
+            loss, grads = original(self, x, tags, **kwargs)
             return (float("nan") if calls["n"] == 5 else loss), grads
 
         monkeypatch.setattr(WaveNet, "loss_and_grads", poisoned)
@@ -238,7 +238,7 @@ def test_nan_stops_and_keeps_the_last_good_checkpoint(tmp_path, cfg, capsys, mon
 
 
 def test_nan_before_any_checkpoint(tmp_path, cfg, capsys, monkeypatch):
-    monkeypatch.setattr(WaveNet, "loss_and_grads", lambda self, x, tags=None: (float("nan"), {}))
+    monkeypatch.setattr(WaveNet, "loss_and_grads", lambda self, x, tags=None, **kw: (float("nan"), {}))
     code, _, err = run(capsys, "--config", cfg, "--steps", 8, "--out", tmp_path / "run")
     line = error_line(err)
     assert code == 1 and "at step 1" in line and "no checkpoint" in line and "--lr" in line
@@ -246,7 +246,7 @@ def test_nan_before_any_checkpoint(tmp_path, cfg, capsys, monkeypatch):
 
 
 def test_out_of_memory_is_one_line(tmp_path, cfg, capsys, monkeypatch):
-    def no_memory(self, x, tags=None):
+    def no_memory(self, x, tags=None, **kwargs):
         raise MemoryError("Unable to allocate 12.3 GiB")
 
     monkeypatch.setattr(WaveNet, "loss_and_grads", no_memory)
@@ -258,11 +258,11 @@ def test_out_of_memory_is_one_line(tmp_path, cfg, capsys, monkeypatch):
 def test_ctrl_c_keeps_the_checkpoint_and_says_how_to_resume(tmp_path, cfg, capsys, monkeypatch):
     original, calls = WaveNet.loss_and_grads, {"n": 0}
 
-    def interrupted(self, x, tags=None):
+    def interrupted(self, x, tags=None, **kwargs):
         calls["n"] += 1
         if calls["n"] == 4:
             raise KeyboardInterrupt
-        return original(self, x, tags)
+        return original(self, x, tags, **kwargs)
 
     monkeypatch.setattr(WaveNet, "loss_and_grads", interrupted)
     run_dir = tmp_path / "run"
