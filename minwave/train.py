@@ -505,14 +505,11 @@ def sample_names(tag_vocab: list[str], step: int) -> list[str]:
     return names
 
 
-def clip_quality(clips, quantization_channels: int, sample_rate: int) -> dict[str, float]:
-    """Median periodicity of real clips (quality.py), over all of them ("all") and per tag: the level
-    a model's samples are compared with."""
-    scores = [(quality(mulaw_decode(c.codes, quantization_channels), sample_rate).periodicity, c.tags) for c in clips]
-    out = {"all": float(np.median([p for p, _ in scores]))}
-    for tag in sorted({t for _, tags in scores for t in tags}):
-        out[tag] = float(np.median([p for p, tags in scores if tag in tags]))
-    return out
+def clip_periodicity(clips, quantization_channels: int, sample_rate: int) -> float:
+    """Median periodicity of real clips (quality.py): the level a model's samples are compared with."""
+    return float(
+        np.median([quality(mulaw_decode(c.codes, quantization_channels), sample_rate).periodicity for c in clips])
+    )
 
 
 class Sample(NamedTuple):
@@ -777,7 +774,7 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
     cond_offset = getattr(sampler, "cond_offset", 0)
     sample_frames = valid_frames[0] if condition else None  # checkpoint audio follows a held-out clip's frames
     baseline = unigram_bits(valid_clips, Q)
-    data_tone = clip_quality(valid_clips, Q, sample_rate)  # what the samples' periodicity is compared with
+    data_tone = clip_periodicity(valid_clips, Q, sample_rate)  # what the samples' periodicity is compared with
     threads = blas_threads_for(
         largest_product_macs(config, s["batch_size"] // comm.size, s["segment"]),
         cores=max(1, available_cores() // comm.local_size),  # the ranks on this machine share its cores
@@ -808,7 +805,7 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
     )
     print(f"baseline  μ-law unigram: {baseline:.3f} bits per sample (a model that learns goes below this)")
     print(
-        f"tone      validation audio periodicity {data_tone['all']:.2f} (quality.py: a held note 0.9-1, noise "
+        f"tone      validation audio periodicity {data_tone:.2f} (quality.py: a held note 0.9-1, noise "
         "0.1-0.2); the samples written at each checkpoint are scored the same way"
     )
 
@@ -818,7 +815,8 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
     tone = ckpt.metrics.get("sample_periodicity") if ckpt is not None else None  # their median periodicity
 
     def listen() -> dict:
-        """Generate the checkpoint's audio, write it, and measure it: the metrics row's quality fields."""
+        """Generate the checkpoint's audio and measure it (save_checkpoint writes it): the metrics row's
+        quality fields."""
         nonlocal samples, tone
         with averaged_weights(model, optimizer):
             samples = make_samples(
@@ -835,12 +833,12 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
         }
         return {
             "sample_periodicity": _json_float(tone, 3),
-            "data_periodicity": _json_float(data_tone["all"], 3),
+            "data_periodicity": _json_float(data_tone, 3),
             "samples": per_clip,
         }
 
     def save_checkpoint(wall_s: float, train_bits: float | None) -> None:
-        """checkpoint.npz (atomically), then the plot."""
+        """checkpoint.npz (atomically), then this checkpoint's audio (from listen(), if any) and the plot."""
         nonlocal saved_step
         summary = {
             "wall_s": round(wall_s, 3),
@@ -848,7 +846,7 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
             "val_bits": _json_float(val_bits),
             "unigram_bits": _json_float(baseline),
             "sample_periodicity": _json_float(tone, 3),
-            "data_periodicity": _json_float(data_tone["all"], 3),
+            "data_periodicity": _json_float(data_tone, 3),
         }
         checkpoint.save(
             ckpt_path,
@@ -861,8 +859,7 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
             metrics=summary,
         )
         saved_step = step
-        if samples and samples[0].path.name.startswith(f"step_{step:06d}"):  # this checkpoint's, after it
-            write_samples(samples, sample_rate)
+        write_samples(samples, sample_rate)  # listen() ran at this step whenever there are samples
         from .plotting import plot_losses  # matplotlib is imported only when a plot is written
 
         plot_losses(rows, run_dir / PLOT_NAME, baseline, title=f"minwave {s['preset']} — {run_dir.name}")
@@ -927,7 +924,7 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
                         f.write(json.dumps(row) + "\n")
                 window_bits, window_norms, window_time = [], [], 0.0
                 val = f"{val_bits:.3f}" if val_bits is not None else "-"
-                tone_text = f", tone {tone:.2f} (data {data_tone['all']:.2f})" if tone is not None else ""
+                tone_text = f", tone {tone:.2f} (data {data_tone:.2f})" if tone is not None else ""
                 bar.set_postfix_str(
                     f"loss {train_bits:.3f} bits, val {val} (unigram {baseline:.3f}){tone_text}, "
                     f"{row['samples_per_s'] / 1000:.1f}k samples/s",
@@ -974,7 +971,7 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
         print(
             f"          periodicity {tone:.2f}"
             + (f" ({per_tag})" if per_tag else "")
-            + f", validation audio {data_tone['all']:.2f} (a held note 0.9-1, noise 0.1-0.2)"
+            + f", validation audio {data_tone:.2f} (a held note 0.9-1, noise 0.1-0.2)"
         )
     example_tag = f" --tags {shlex.quote(dataset.tag_vocab[0])}" if dataset.tag_vocab else ""
     length = {  # with local conditioning the length follows the notes or the recording
