@@ -4,7 +4,8 @@ Each takes an array already on the caller's array module (NumPy or CuPy), checks
 tags converted as asked), or raises a one-line ValueError that names the argument and what to pass.
 Ground floor: imports nothing of minwave; model.py, sampling.py and fastgen.py import it at the top.
 
-Legend: B batch (streams), T time, Q classes (quantization channels), G tags.
+Legend: B batch (streams), T time, Q classes (quantization channels), G tags, F frames, C features
+per frame (local conditioning).
 """
 
 from __future__ import annotations
@@ -46,3 +47,23 @@ def check_tags(tags, n_tags: int, batch: int, xp=np, dtype=np.float64, broadcast
     if not bool(xp.isfinite(tags).all()):
         raise ValueError("tags must be finite numbers (multi-hot 0/1), got NaN or infinity")
     return tags
+
+
+def check_cond(cond, condition: str, channels: int, batch: int, xp=np, dtype=np.float64, broadcast: bool = False):
+    """cond -> (B, F, C) frames of xp in dtype, or None for a model without local conditioning
+    (condition "", cond None). broadcast: also accept (F, C), the same frames for every stream
+    (generate's contract); model.forward takes (B, F, C) only. Whether the frames cover enough samples
+    is the caller's check (it knows how many it needs)."""
+    if not condition:
+        if cond is not None:
+            raise ValueError("this model has no local conditioning: pass cond=None")
+        return None
+    shapes = (f"(F, {channels}) or " if broadcast else "") + f"(batch, F, {channels})"
+    if cond is None:
+        raise ValueError(f"this model is conditioned on {condition}: pass cond of shape {shapes}")
+    cond = xp.asarray(cond, dtype=dtype)
+    if broadcast and cond.ndim == 2:
+        cond = xp.tile(cond, (batch, 1, 1))  # (B, F, C)
+    if cond.ndim != 3 or cond.shape[0] != batch or cond.shape[2] != channels:
+        raise ValueError(f"cond must have shape {shapes} = ({batch}, F, {channels}), got {tuple(cond.shape)}")
+    return cond

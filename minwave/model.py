@@ -39,7 +39,7 @@ import numpy as np
 
 from . import ops
 from .backend import Backend, get_backend, to_host
-from .checks import check_codes, check_tags
+from .checks import check_codes, check_cond, check_tags
 from .conditioning import CONDITION_TYPES, NOTE_CHANNELS
 from .mulaw import mulaw_level
 
@@ -438,20 +438,9 @@ class WaveNet:
         """cond (B, F, C) frames for a locally conditioned model (None otherwise), covering samples
         cond_offset … cond_offset + n_in - 1 (what x's n_in positions predict, one sample ahead of x)."""
         c = self.config
-        if not c.condition:
-            if cond is not None:
-                raise ValueError("this model has no local conditioning: pass cond=None")
-            return None
+        cond = check_cond(cond, c.condition, c.cond_channels, x.shape[0], xp=self.xp, dtype=self.dtype)
         if cond is None:
-            raise ValueError(
-                f"this model is conditioned on {c.condition}: pass cond of shape (batch, frames, {c.cond_channels})"
-            )
-        cond = self.xp.asarray(cond, dtype=self.dtype)
-        if cond.ndim != 3 or cond.shape[0] != x.shape[0] or cond.shape[2] != c.cond_channels:
-            raise ValueError(
-                f"cond must have shape (batch, frames, channels) = ({x.shape[0]}, F, {c.cond_channels}), "
-                f"got {tuple(cond.shape)}"
-            )
+            return None
         if isinstance(cond_offset, bool) or int(cond_offset) != cond_offset or cond_offset < 0:
             raise ValueError(f"cond_offset must be an integer >= 0, got {cond_offset!r}")
         if cond_offset + n_in + 1 > cond.shape[1] * c.cond_hop:

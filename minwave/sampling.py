@@ -21,7 +21,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .backend import array_module, to_host
-from .checks import check_codes, check_tags
+from .checks import check_codes, check_cond, check_tags
 from .data import frame_window
 from .model import WaveNet
 
@@ -200,22 +200,10 @@ def _check_tags(model, tags, batch: int) -> np.ndarray | None:
 def _check_cond(model, cond, batch: int, n_samples: int) -> np.ndarray | None:
     """-> (B, F, C) float64 host frames, or None for a model without local conditioning."""
     c = model.config
-    if not c.condition:
-        if cond is not None:
-            raise ValueError("this model has no local conditioning: pass cond=None")
-        return None
+    cond = None if cond is None else to_host(cond)
+    cond = check_cond(cond, c.condition, c.cond_channels, batch, broadcast=True)
     if cond is None:
-        raise ValueError(
-            f"this model is conditioned on {c.condition}: pass cond, frames of shape (F, {c.cond_channels})"
-        )
-    cond = to_host(cond).astype(np.float64)
-    if cond.ndim == 2:
-        cond = np.tile(cond, (batch, 1, 1))
-    if cond.ndim != 3 or cond.shape[0] != batch or cond.shape[2] != c.cond_channels:
-        raise ValueError(
-            f"cond must have shape (F, {c.cond_channels}) or (batch, F, {c.cond_channels}) = ({batch}, F, "
-            f"{c.cond_channels}), got {cond.shape}"
-        )
+        return None
     if not np.all(np.isfinite(cond)):
         raise ValueError("cond must be finite numbers")
     if n_samples > cond.shape[1] * c.cond_hop:
