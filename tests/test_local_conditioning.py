@@ -6,6 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 from strict_xp import strict_backend
+from test_model import tiny_config
 
 from minwave import WaveNet, WaveNetConfig
 from minwave.backend import to_host
@@ -16,21 +17,8 @@ HOP = 4
 
 
 def local_config(**overrides):
-    base = dict(
-        stacks=1,
-        layers_per_stack=3,
-        kernel_size=2,
-        residual_channels=4,
-        dilation_channels=3,
-        skip_channels=5,
-        quantization_channels=8,
-        n_tags=0,
-        condition="mel",
-        cond_channels=3,
-        cond_hop=HOP,
-    )
-    base.update(overrides)
-    return WaveNetConfig(**base)
+    """test_model's tiny network, conditioned on 3 features per frame of HOP samples."""
+    return tiny_config(**{"condition": "mel", "cond_channels": 3, "cond_hop": HOP, **overrides})
 
 
 def random_inputs(model, T, B=2, seed=0, offset=0):
