@@ -7,8 +7,8 @@ core it does not get: measured on a 2-core machine with two other jobs, a tiny-p
 slower with two OpenBLAS threads than with one (docs/benchmarks.md, "BLAS threads").
 
 So the thread count follows the size of the largest product in a step (threadpoolctl sets it, for
-whichever BLAS NumPy was built with): one thread below MIN_MACS_PER_THREAD multiply-adds per thread,
-then one more thread per MIN_MACS_PER_THREAD, never more than the cores this process may run on.
+whichever BLAS NumPy was built with): one thread for every whole MIN_MACS_PER_THREAD multiply-adds, at
+least one, never more than the cores this process may run on.
 The environment wins: with OMP_NUM_THREADS / OPENBLAS_NUM_THREADS / MKL_NUM_THREADS set, minwave
 leaves the count alone.
 """
@@ -48,9 +48,9 @@ def largest_product_macs(config, batch_size: int, segment: int) -> int:
 
 
 def blas_threads_for(macs: int, cores: int | None = None) -> int:
-    """Threads for a product of `macs` multiply-adds: 1 + one per MIN_MACS_PER_THREAD, at most `cores`."""
+    """Threads for a product of `macs` multiply-adds: one per whole MIN_MACS_PER_THREAD, in 1 … `cores`."""
     cores = available_cores() if cores is None else cores
-    return max(1, min(cores, int(macs // MIN_MACS_PER_THREAD) or 1))
+    return max(1, min(cores, int(macs // MIN_MACS_PER_THREAD)))
 
 
 def set_blas_threads(threads: int) -> Callable[[], None]:
