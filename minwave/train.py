@@ -884,12 +884,12 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
             t0 = time.perf_counter()
             drawn = sampler.sample()  # x (B, segment + RF), tags[, cond]: host arrays
             batch = device_batch(drawn, backend, cond_offset)  # the arguments of loss_and_grads
-            noisy = {}
+            inputs = None  # what the network reads instead of x: noisy codes with --input-noise
             if s["input_noise"]:  # a generator of the step alone (and the rank): resume stays exact
                 rng = np.random.default_rng((s["seed"], step, comm.rank))
-                noisy["inputs"] = backend.asarray(noisy_codes(drawn[0], s["input_noise"], Q, rng))
+                inputs = backend.asarray(noisy_codes(drawn[0], s["input_noise"], Q, rng))
             optimizer.lr = scheduled_lr(step + 1, s["lr"], s["warmup"], s["lr_half_life"])  # optim.py
-            loss, norm = train_step(model, optimizer, batch, comm, **noisy)
+            loss, norm = train_step(model, optimizer, batch, comm, inputs)
             if not math.isfinite(loss):  # no update was made: the parameters are still the good ones
                 raise TrainingError(_diverged(f"the loss became {loss}", step + 1, saved_step, s, run_dir))
             if not math.isfinite(norm):  # this update spoilt the parameters: never save them
