@@ -6,7 +6,7 @@
 
 A preset fills in every model field (except n_tags, which the data decides, and sample_rate, which
 --sample-rate decides) and every training default. A `--config cfg.json` file may override any of
-them, and command-line options override both: preset < config file < command line.
+them, and command-line options override both: preset < config file < command line (settings.py).
 """
 
 from __future__ import annotations
@@ -33,8 +33,6 @@ TRAIN_KEYS = (
     "ema",
     "input_noise",
 )
-# What a run stored before these settings existed trained as with these values (resume keeps them).
-RECIPE_BEFORE = {"warmup": 0, "lr_half_life": 0, "ema": 0.0, "input_noise": 0}
 
 
 @dataclass(frozen=True)

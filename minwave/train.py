@@ -1,11 +1,10 @@
-"""Train a WaveNet on a folder of audio, or on the built-in music: `python -m minwave.train [options]`.
+"""The training loop: `train(settings, run_dir, backend)`, a loop around `train_step(model, optimizer, batch)`.
 
-    python -m minwave.train                               # tiny preset, built-in music, CPU, a few minutes
-    python -m minwave.train --data my_audio/ --preset small --steps 5000 --gpu
-    python -m minwave.train --resume --out runs/tiny-20260101-120000 --steps 800
-
-One step: draw a batch of random segments (data.BatchSampler), compute the loss and every gradient by
-hand (WaveNet.loss_and_grads), clip the global gradient norm and update with Adam. Around that loop:
+`python -m minwave.train [options]` is its command line (cli/train.py), which resolves the settings
+(settings.py: preset < config file < command line) and calls train(). One step: draw a batch of random
+segments (data.BatchSampler), compute the loss and every gradient by hand (WaveNet.loss_and_grads),
+clip the global gradient norm and update with Adam (train_step). Around that loop, named helpers
+evaluate (validation_bits), listen (make_samples) and save:
 
     RUN_DIR/checkpoint.npz        parameters, Adam state, step, sampler RNG state, settings (checkpoint.py)
     RUN_DIR/metrics.jsonl         one JSON object per logged step: train and validation bits per sample,
@@ -21,6 +20,9 @@ Resuming is exact: the checkpoint holds everything the next step depends on (par
 and t, the batch sampler's RNG state), and nothing else draws from that RNG (validation batches are
 fixed, generation has its own seed), so N steps + N resumed steps give the same parameters, bit for
 bit, as 2N steps in one go.
+
+Legend (ops/__init__.py): B batch rows, T time steps, RF receptive field, G tags, F, C local
+conditioning frames and their channels, R, D, S, Q, L as in the model.
 """
 
 from __future__ import annotations
@@ -28,12 +30,10 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import re
 import shlex
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import NamedTuple
 
@@ -42,26 +42,18 @@ import soundfile as sf
 from tqdm import tqdm
 
 from . import checkpoint, distributed
-from .backend import BackendError, get_backend, keep_freed_host_memory, out_of_memory_errors
+from .backend import out_of_memory_errors
 from .checkpoint import CHECKPOINT_NAME, CheckpointError
-from .cli_errors import (
-    ArgumentParser,
+from .cli.errors import (
     Interrupted,
     TrainingError,
     UsageError,
-    decay,
-    fraction,
     interrupt_exit_code,
     interrupt_name,
-    non_negative_float,
-    non_negative_int,
     os_error_message,
-    positive_float,
-    positive_int,
-    run_cli,
     warn,
 )
-from .conditioning import CONDITION_TYPES, ConditioningError, channels, clip_features
+from .conditioning import ConditioningError, clip_features
 from .data import (
     BatchSampler,
     DataError,
@@ -74,13 +66,13 @@ from .data import (
     unigram_bits,
     validation_batches,
 )
-from .files import atomic_write_audio, atomic_write_text, clean_stale_temporaries, temporary_path
-from .memory import check_fits, generation_bytes
+from .files import atomic_write_audio, atomic_write_text
+from .memory import check_fits, format_bytes, generation_bytes
 from .model import WaveNet, WaveNetConfig
 from .mulaw import mulaw_decode
 from .optim import Adam, scheduled_lr
-from .presets import DEFAULT_PRESET, MODEL_KEYS, PRESETS, RECIPE_BEFORE, TRAIN_KEYS, get_preset
 from .quality import Quality, quality
+from .sampling import generate
 from .synth import ensure_builtin_dataset
 from .threads import available_cores, blas_threads_for, largest_product_macs, set_blas_threads
 
@@ -91,318 +83,11 @@ METRICS_NAME = "metrics.jsonl"
 PLOT_NAME = "loss.png"
 SAMPLES_DIR = "samples"
 
-# Settings that define the run: --resume takes them from the checkpoint and refuses different values.
-LOCKED = ("data", "preset", "model", "sample_rate", "batch_size", "segment", "seed", "valid_fraction")
-# Settings that --resume may change: how long, how fast, how often to report.
-CHANGEABLE = ("steps", "lr", "clip_norm", "checkpoint_every", "eval_every", "log_every", "sample_seconds")
-# The rest of the recipe (presets.py): how the learning rate moves and the weights are averaged.
-LOCKED += ("warmup", "lr_half_life", "ema", "input_noise")
-
-
-# ----------------------------------------------------------------------------------------- options
-def build_parser() -> ArgumentParser:
-    tiny = get_preset(DEFAULT_PRESET)
-    presets = "; ".join(f"{p.name}: {p.description}" for p in PRESETS.values())
-
-    def preset_default(key: str) -> str:
-        return f"(default: the preset's; {tiny.name}: {getattr(tiny, key):g})"
-
-    parser = ArgumentParser(
-        prog="python -m minwave.train",
-        description="Train a WaveNet on a folder of audio (or the built-in music) and write checkpoints, "
-        "a metrics log, a loss plot and generated audio to a run folder.",
-        epilog="Settings come from the preset, then the --config file, then the command line, each "
-        "overriding the one before. With --resume, the run's own data, model, batch, segment, seed and split are "
-        "used, and only --steps, --lr, --clip-norm, the reporting intervals and --gpu may change. "
-        "Started as `mpiexec -n N python -m minwave.train ...`, N processes train one model, each on B/N rows "
-        "of every batch, and rank 0 writes the run folder (docs/distributed.md).",
-    )
-    add = parser.add_argument
-    add(
-        "--data",
-        metavar="DIR",
-        help="folder of audio (any format libsndfile decodes: WAV, FLAC, MP3, Ogg Vorbis/Opus, AIFF …; "
-        "searched recursively, symlinked folders followed; tags from tags.csv "
-        "or the first sub-folder). Default: the built-in tagged music, synthesised on first use",
-    )
-    add(
-        "--preset",
-        choices=list(PRESETS),
-        help=f"model size and training defaults (default {DEFAULT_PRESET}). {presets}",
-    )
-    add(
-        "--config",
-        metavar="CFG.JSON",
-        help=f"JSON object overriding the preset: model fields "
-        f"({', '.join(MODEL_KEYS)}) and training settings ({', '.join(TRAIN_KEYS)})",
-    )
-    add("--steps", type=positive_int, metavar="N", help=f"total training steps of the run {preset_default('steps')}")
-    add(
-        "--batch-size",
-        type=positive_int,
-        metavar="B",
-        help="segments per step, all ranks together: with mpiexec -n N each rank computes B/N of them "
-        f"(docs/distributed.md) {preset_default('batch_size')}",
-    )
-    add(
-        "--segment",
-        type=positive_int,
-        metavar="T",
-        help="samples predicted per segment; each segment also "
-        f"carries one receptive field of context {preset_default('segment')}",
-    )
-    add(
-        "--lr",
-        type=positive_float,
-        metavar="LR",
-        help=f"Adam learning rate {preset_default('lr')}; lower it if the loss becomes NaN",
-    )
-    add(
-        "--clip-norm",
-        type=non_negative_float,
-        metavar="X",
-        help=f"clip the global gradient norm to X; 0 turns clipping off {preset_default('clip_norm')}",
-    )
-    add(
-        "--gpu",
-        action="store_true",
-        help='train on the GPU with CuPy (pip install "minwave[gpu]"); stops with '
-        "an error if CuPy or a CUDA device is missing, never falls back to the CPU",
-    )
-    add("--out", metavar="RUN_DIR", help="the run folder (default: runs/<preset>-<date>-<time>)")
-    add(
-        "--resume",
-        action="store_true",
-        help="continue the run in --out from its checkpoint, exactly as if it had "
-        "not stopped; --steps is the new total",
-    )
-    add(
-        "--seed",
-        type=non_negative_int,
-        metavar="S",
-        help="seed of the initial weights, the validation split and the batches (default 0)",
-    )
-    add(
-        "--sample-rate",
-        type=positive_int,
-        metavar="HZ",
-        help="audio is resampled to this rate and the model generates at it (default 16000)",
-    )
-    add(
-        "--valid-fraction",
-        type=fraction,
-        metavar="F",
-        help="fraction of the files held out for validation (default 0.1)",
-    )
-    add(
-        "--checkpoint-every",
-        type=positive_int,
-        metavar="N",
-        help="save a checkpoint, generated audio and the "
-        f"loss plot every N steps and at the end {preset_default('checkpoint_every')}",
-    )
-    add(
-        "--eval-every",
-        type=positive_int,
-        metavar="N",
-        help=f"validation loss every N steps and at each checkpoint {preset_default('eval_every')}",
-    )
-    add(
-        "--log-every",
-        type=positive_int,
-        metavar="N",
-        help=f"a metrics log line every N steps {preset_default('log_every')}",
-    )
-    add(
-        "--condition",
-        choices=list(CONDITION_TYPES),
-        help="local conditioning (docs/conditioning.md): 'notes' on each file's score (song.notes.csv or "
-        "song.mid beside song.wav; the built-in music has them), 'mel' on each file's log-mel spectrogram "
-        "(a vocoder). Audio is then not trimmed, so the frames stay aligned. Default: none",
-    )
-    add(
-        "--warmup",
-        type=non_negative_int,
-        metavar="N",
-        help=f"steps of linear learning-rate warm-up; 0: none {preset_default('warmup')}",
-    )
-    add(
-        "--lr-half-life",
-        type=non_negative_int,
-        metavar="N",
-        help="after the warm-up the learning rate halves every N steps; 0 keeps it constant "
-        f"{preset_default('lr_half_life')}",
-    )
-    add(
-        "--ema",
-        type=decay,
-        metavar="D",
-        help="decay of the moving average of the weights that validation, the samples and generation use "
-        f"(0.999 averages the last ~1000 steps); 0 turns it off {preset_default('ema')}",
-    )
-    add(
-        "--input-noise",
-        type=non_negative_int,
-        metavar="N",
-        help="during training the network reads each past code moved by a random integer in [-N, N] "
-        "(the targets stay true), so that it learns to recover from its own sampling errors (FFTNet); "
-        f"0: off {preset_default('input_noise')}",
-    )
-    add(
-        "--sample-seconds",
-        type=non_negative_float,
-        metavar="S",
-        help="seconds of audio generated per tag at "
-        f"each checkpoint; 0 turns it off {preset_default('sample_seconds')}",
-    )
-    return parser
-
-
-_CHECKS = {  # key -> (test, what it must be): the same rules for config files as for the command line
-    "steps": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
-    "batch_size": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
-    "segment": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
-    "lr": (lambda v: isinstance(v, (int, float)) and 0 < v < math.inf, "a number > 0"),
-    "clip_norm": (lambda v: isinstance(v, (int, float)) and 0 <= v < math.inf, "a number >= 0"),
-    "checkpoint_every": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
-    "eval_every": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
-    "log_every": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
-    "sample_seconds": (lambda v: isinstance(v, (int, float)) and 0 <= v < math.inf, "a number >= 0"),
-    "warmup": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
-    "lr_half_life": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
-    "ema": (lambda v: isinstance(v, (int, float)) and 0 <= v < 1, "a number in [0, 1)"),
-    "input_noise": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
-}
-
-
-def _option(key: str) -> str:
-    return "--" + key.replace("_", "-")
-
-
-def read_config_file(path: str) -> tuple[dict, dict]:
-    """cfg.json -> (model fields, training settings). UsageError for anything it cannot use."""
-    try:
-        values = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UsageError(f"--config: cannot read {path} ({exc.strerror or exc})") from None
-    except ValueError as exc:
-        raise UsageError(f"--config: {path} is not valid JSON ({exc})") from None
-    if not isinstance(values, dict):
-        raise UsageError(f"--config: {path} must hold a JSON object of settings")
-    if "n_tags" in values:
-        raise UsageError(f"--config: {path} sets n_tags, which the data decides (its tag vocabulary); remove it")
-    unknown = sorted(set(values) - set(MODEL_KEYS) - set(TRAIN_KEYS))
-    if unknown:
-        raise UsageError(
-            f"--config: unknown setting {unknown[0]!r} in {path}; known: {', '.join(MODEL_KEYS + TRAIN_KEYS)}"
-        )
-    model = {k: v for k, v in values.items() if k in MODEL_KEYS}
-    train = {k: v for k, v in values.items() if k in TRAIN_KEYS}
-    for key, value in train.items():
-        test, must = _CHECKS[key]
-        if isinstance(value, bool) or not test(value):
-            raise UsageError(f"--config: {key} must be {must}, got {value!r}")
-    return model, train
-
-
-def resolve_settings(args) -> tuple[dict, dict]:
-    """The run's settings from preset < config file < command line, and the values given explicitly
-    (config file + command line), which --resume compares with the checkpoint's."""
-    model_given, train_given = read_config_file(args.config) if args.config else ({}, {})
-    for key in TRAIN_KEYS:
-        if getattr(args, key) is not None:
-            train_given[key] = getattr(args, key)
-    given: dict = dict(train_given)
-    if model_given:
-        given["model"] = model_given
-    if args.data is not None:
-        given["data"] = str(Path(args.data).expanduser().resolve())
-    if args.preset is not None:
-        given["preset"] = args.preset
-    for key in ("seed", "valid_fraction"):
-        if getattr(args, key) is not None:
-            given[key] = getattr(args, key)
-    if args.sample_rate is not None and "sample_rate" in model_given and args.sample_rate != model_given["sample_rate"]:
-        raise UsageError(
-            f"conflicting sample rates: --sample-rate {args.sample_rate} but --config sets "
-            f"sample_rate {model_given['sample_rate']}; give one"
-        )
-    sample_rate = args.sample_rate or model_given.get("sample_rate", 16000)
-    if args.sample_rate is not None or "sample_rate" in model_given:
-        given["sample_rate"] = sample_rate
-
-    preset = get_preset(args.preset or DEFAULT_PRESET)
-    if getattr(args, "condition", None) is not None:  # stored in the model's config, so --resume keeps it
-        model_given = {**model_given, "condition": args.condition}
-        given["model"] = model_given
-    model = {**preset.model, **{k: v for k, v in model_given.items() if k != "sample_rate"}}
-    if model.get("condition") and "cond_channels" not in model:  # notes: 176; mel: 80 bands
-        model["cond_channels"] = channels(model["condition"]) if model["condition"] in CONDITION_TYPES else 0
-    settings = {
-        "preset": preset.name,
-        "data": given.get("data"),  # None: the built-in music
-        "model": model,
-        "sample_rate": sample_rate,
-        **preset.train_defaults(),
-        **train_given,
-        "seed": args.seed if args.seed is not None else 0,
-        "valid_fraction": args.valid_fraction if args.valid_fraction is not None else 0.1,
-    }
-    try:
-        WaveNetConfig(**model, sample_rate=sample_rate)  # every model field is checked here
-    except (TypeError, ValueError) as exc:
-        raise UsageError(f"--config: {exc}") from None
-    return settings, given
-
-
-def resume_settings(stored: dict, given: dict, run_dir: Path, step: int) -> dict:
-    """The checkpoint's settings with the changes --resume allows; UsageError for a conflicting option."""
-    stored = {**RECIPE_BEFORE, **stored}  # a run from before the recipe settings trained without them
-    missing = [k for k in LOCKED + CHANGEABLE if k not in stored]
-    if missing:
-        raise CheckpointError(
-            f"{run_dir / CHECKPOINT_NAME}: holds no training settings ({missing[0]!r} "
-            "missing), so it cannot be resumed; it can still be used for generation"
-        )
-    for key in LOCKED:
-        if key not in given:
-            continue
-        if key == "model":
-            for field, value in given["model"].items():
-                if field != "sample_rate" and stored["model"].get(field) != value:
-                    said = f"--condition {value}" if field == "condition" else f"--config sets {field}={value!r}"
-                    raise UsageError(
-                        f"--resume: {said} but the run in {run_dir} "
-                        f"has {field}={stored['model'].get(field)!r}; drop it, or start a new run "
-                        "with another --out"
-                    )
-        elif given[key] != stored[key]:
-            shown = stored[key] if stored[key] is not None else "the built-in music"
-            raise UsageError(
-                f"--resume: {_option(key)} {given[key]} conflicts with the run in {run_dir}, "
-                f"which has {_option(key)} {shown}; drop it, or start a new run with another --out"
-            )
-    settings = dict(stored)
-    settings.update({k: given[k] for k in CHANGEABLE if k in given})
-    if settings["steps"] <= step:
-        raise UsageError(
-            f"--resume: the run in {run_dir} is already at step {step}; pass --steps larger "
-            f"than {step} to train further"
-        )
-    return settings
-
-
-def default_run_dir(preset: str) -> Path:
-    """runs/<preset>-<YYYYmmdd-HHMMSS>, with a suffix if that exists already."""
-    base = Path("runs") / f"{preset}-{datetime.now():%Y%m%d-%H%M%S}"
-    run_dir, n = base, 1
-    while run_dir.exists():
-        n += 1
-        run_dir = base.with_name(f"{base.name}-{n}")
-    return run_dir
-
 
 # ----------------------------------------------------------------------------------------- helpers
+PEAK_OVER_ACTIVATIONS = 1.5  # a step's measured peak is 1.2-1.5 × activation_bytes (tiny and small presets)
+
+
 def activation_bytes(config: WaveNetConfig, batch_size: int, segment: int, itemsize: int = 4) -> int:
     """Rough size of what one training step keeps for its backward pass (the caches), in bytes.
 
@@ -419,12 +104,15 @@ def activation_bytes(config: WaveNetConfig, batch_size: int, segment: int, items
     return batch_size * per_row * itemsize
 
 
-def format_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    raise AssertionError  # unreachable
+def check_step_memory(s: dict, backend) -> None:
+    """NotEnoughMemory, naming the options, if one training step would not fit (memory.py)."""
+    config = WaveNetConfig(**s["model"], sample_rate=s["sample_rate"])
+    check_fits(
+        PEAK_OVER_ACTIVATIONS * activation_bytes(config, s["batch_size"], s["segment"]),
+        f"a training step with --batch-size {s['batch_size']} and --segment {s['segment']}",
+        "try a smaller --batch-size or --segment",
+        backend,
+    )
 
 
 def format_seconds(s: float) -> str:
@@ -527,13 +215,11 @@ def make_samples(
     write_samples() writes them.
 
     frames (F, C): the local conditioning of every clip, for a model that has it; the clips are then at
-    most F·hop samples long.
+    most F·h samples long (h: the hop).
 
     Uses the fast generator with a fixed seed, so clips from successive checkpoints differ only because
     the model changed.
     """
-    from .sampling import generate  # imported here: Numba compiles on first use, not at import
-
     n = max(int(round(seconds * model.config.sample_rate)), 1)
     if frames is not None:
         n = min(n, len(frames) * model.config.cond_hop)
@@ -551,6 +237,64 @@ def write_samples(samples: list[Sample], sample_rate: int) -> None:
     for sample in samples:
         sample.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_audio(sample.path, sample.audio, sample_rate)
+
+
+def listen(
+    model: WaveNet, optimizer: Adam, tag_vocab: list[str], step: int, s: dict, folder: Path, frames=None
+) -> list[Sample]:
+    """A checkpoint's audio, generated from the averaged weights (make_samples); written by write_samples."""
+    with averaged_weights(model, optimizer):
+        return make_samples(model, tag_vocab, step, s["sample_seconds"], s["seed"], folder, frames)
+
+
+def median_periodicity(samples: list[Sample]) -> float:
+    """How tonal a checkpoint's audio is: the median periodicity of its clips (quality.py)."""
+    return float(np.median([sample.quality.periodicity for sample in samples]))
+
+
+def quality_fields(samples: list[Sample], tag_vocab: list[str], data_tone: float) -> dict:
+    """A checkpoint's metrics-row fields: its clips' median periodicity next to the validation audio's,
+    and each clip's periodicity, flatness and pitch."""
+    per_clip = {
+        tag or "untagged": {
+            "periodicity": _json_float(q.periodicity, 3),
+            "flatness": _json_float(q.flatness, 3),
+            "pitch_hz": _json_float(q.pitch_hz, 1),
+        }
+        for tag, (_, _, q) in zip(tag_vocab or [""], samples)
+    }
+    return {
+        "sample_periodicity": _json_float(median_periodicity(samples), 3),
+        "data_periodicity": _json_float(data_tone, 3),
+        "samples": per_clip,
+    }
+
+
+def checkpoint_metrics(
+    wall_s: float,
+    train_bits: float | None,
+    val_bits: float | None,
+    baseline: float,
+    tone: float | None,
+    data_tone: float,
+) -> dict:
+    """What a checkpoint records of its run (Checkpoint.metrics): the latest losses against the
+    baseline, and how tonal the latest samples were against the validation audio."""
+    return {
+        "wall_s": round(wall_s, 3),
+        "train_bits": _json_float(train_bits),
+        "val_bits": _json_float(val_bits),
+        "unigram_bits": _json_float(baseline),
+        "sample_periodicity": _json_float(tone, 3),
+        "data_periodicity": _json_float(data_tone, 3),
+    }
+
+
+def write_plot(rows: list[dict], run_dir: Path, baseline: float, preset: str) -> None:
+    """RUN_DIR/loss.png: the metrics rows' loss curves against the baseline (plotting.py)."""
+    from .plotting import plot_losses  # matplotlib is imported only when a plot is written
+
+    plot_losses(rows, run_dir / PLOT_NAME, baseline, title=f"minwave {preset} — {run_dir.name}")
 
 
 def read_metrics(path: Path, up_to_step: int) -> list[dict]:
@@ -572,112 +316,8 @@ def _json_float(x: float | None, digits: int = 5) -> float | None:
 
 
 # ----------------------------------------------------------------------------------------- training
-def _main(argv: list[str] | None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.resume and args.out is None:
-        raise UsageError("--resume needs --out RUN_DIR: the run folder to continue")
-    settings, given = resolve_settings(args)
-    run_dir = Path(args.out) if args.out is not None else default_run_dir(settings["preset"])
-    ckpt_path = run_dir / CHECKPOINT_NAME
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UsageError(f"--out: {run_dir} is a file, not a folder")
-    if not args.resume and ckpt_path.exists():
-        raise UsageError(
-            f"--out: {run_dir} already holds a checkpoint; pass --resume to continue that run, or choose another --out"
-        )
-    if args.resume and not ckpt_path.exists():
-        raise CheckpointError(
-            f"--resume: no checkpoint in {run_dir} ({ckpt_path} does not exist); start without --resume"
-        )
-
-    comm = distributed.connect(gpu=args.gpu)  # MPI when started by mpiexec (one device per rank), else one process
-    if comm.rank != 0:
-        sys.stdout = open(os.devnull, "w", encoding="utf-8")  # rank 0 reports; the others print only errors
-    try:
-        backend = get_backend("cupy" if args.gpu else "numpy")
-        keep_freed_host_memory()  # reuse the step's activation memory instead of faulting in fresh pages
-    except BackendError as exc:
-        raise BackendError(f"--gpu: {exc}") from None
-
-    ckpt = None
-    if args.resume:
-        ckpt = checkpoint.load(ckpt_path, backend=backend)
-        _check_stored_settings(ckpt)
-        settings = resume_settings(ckpt.train_args, given, run_dir, ckpt.step)
-    settings["gpu"] = bool(args.gpu)
-    _check_step_memory(settings, backend)  # before any data is loaded or memory spent
-    if comm.rank == 0:  # rank 0 alone writes the run folder
-        _prepare_run_dir(run_dir, settings["data"])
-    status = train(settings, run_dir, backend, ckpt, comm)
-    comm.close()  # every rank got here: end MPI normally
-    return status
-
-
-_STORED_CHECKS = {  # what a checkpoint's training settings must look like, beyond _CHECKS
-    "data": (lambda v: v is None or isinstance(v, str), "a folder name or null"),
-    "preset": (lambda v: v in PRESETS, f"one of {', '.join(PRESETS)}"),
-    "model": (lambda v: isinstance(v, dict), "a JSON object of model fields"),
-    "sample_rate": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
-    "seed": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
-    "valid_fraction": (lambda v: isinstance(v, (int, float)) and 0 < v < 1, "a number between 0 and 1"),
-    "data_fingerprint": (lambda v: isinstance(v, list) and all(isinstance(r, list) and r for r in v), "a list"),
-}
-
-
-def _check_stored_settings(ckpt: checkpoint.Checkpoint) -> None:
-    """A hand-edited checkpoint gets one line naming the setting, never a traceback later."""
-    for key, value in ckpt.train_args.items():
-        if key not in _CHECKS and key not in _STORED_CHECKS:
-            continue  # "gpu", and settings a later minwave may add
-        test, must = _CHECKS.get(key) or _STORED_CHECKS[key]
-        if isinstance(value, bool) or not test(value):
-            raise CheckpointError(
-                f"{ckpt.path}: its training setting {key} is {value!r}, not {must}, so the run cannot be "
-                "resumed (was the file edited?); it can still be used for generation"
-            )
-    wall = ckpt.metrics.get("wall_s", 0.0)
-    if isinstance(wall, bool) or not isinstance(wall, (int, float)) or not 0 <= wall < math.inf:
-        raise CheckpointError(f"{ckpt.path}: its metrics wall_s is {wall!r}, not a number of seconds >= 0")
-
-
-PEAK_OVER_ACTIVATIONS = 1.5  # a step's measured peak is 1.2-1.5 × activation_bytes (tiny and small presets)
-
-
-def _check_step_memory(s: dict, backend) -> None:
-    """NotEnoughMemory, naming the options, if one training step would not fit (memory.py)."""
-    config = WaveNetConfig(**s["model"], sample_rate=s["sample_rate"])
-    check_fits(
-        PEAK_OVER_ACTIVATIONS * activation_bytes(config, s["batch_size"], s["segment"]),
-        f"a training step with --batch-size {s['batch_size']} and --segment {s['segment']}",
-        "try a smaller --batch-size or --segment",
-        backend,
-    )
-
-
-def _prepare_run_dir(run_dir: Path, data: str | None) -> None:
-    """Refuse an --out inside --data, make the folder, prove it is writable, remove what killed runs
-    left. Done before the data is loaded, so a bad --out costs no time."""
-    if data is not None:
-        run_real, data_real = run_dir.resolve(), Path(data).resolve()
-        if run_real == data_real or data_real in run_real.parents:
-            raise UsageError(
-                f"--out {run_dir} is inside --data {data}: the run's own samples would become training "
-                "data; choose an --out outside it"
-            )
-    probe = temporary_path(run_dir / ".minwave-write-test")  # a kill leaves it to the stale-file cleanup
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        with open(probe, "wb") as f:
-            f.write(b"minwave checks that it can write here\n")
-        probe.unlink()
-    except OSError as exc:
-        raise UsageError(f"--out: cannot write in {run_dir}: {os_error_message(exc)}") from None
-    for folder in (run_dir, run_dir / SAMPLES_DIR):
-        clean_stale_temporaries(folder, lambda m: warn(PROG, m))
-
-
 def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | None = None, comm=None) -> int:
-    """The training run described by `settings` (see resolve_settings), from `ckpt` if resuming.
+    """The training run described by `settings` (settings.resolve_settings), from `ckpt` if resuming.
 
     comm: the ranks training together (distributed.connect(); None: this process alone). Rank 0 alone
     writes the run folder and prints."""
@@ -814,56 +454,6 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
     samples: list[Sample] = []  # the latest checkpoint's audio and its quality
     tone = ckpt.metrics.get("sample_periodicity") if ckpt is not None else None  # their median periodicity
 
-    def listen() -> dict:
-        """Generate the checkpoint's audio and measure it (save_checkpoint writes it): the metrics row's
-        quality fields."""
-        nonlocal samples, tone
-        with averaged_weights(model, optimizer):
-            samples = make_samples(
-                model, dataset.tag_vocab, step, s["sample_seconds"], s["seed"], run_dir / SAMPLES_DIR, sample_frames
-            )
-        tone = float(np.median([sample.quality.periodicity for sample in samples]))
-        per_clip = {
-            tag or "untagged": {
-                "periodicity": _json_float(q.periodicity, 3),
-                "flatness": _json_float(q.flatness, 3),
-                "pitch_hz": _json_float(q.pitch_hz, 1),
-            }
-            for tag, (_, _, q) in zip(dataset.tag_vocab or [""], samples)
-        }
-        return {
-            "sample_periodicity": _json_float(tone, 3),
-            "data_periodicity": _json_float(data_tone, 3),
-            "samples": per_clip,
-        }
-
-    def save_checkpoint(wall_s: float, train_bits: float | None) -> None:
-        """checkpoint.npz (atomically), then this checkpoint's audio (from listen(), if any) and the plot."""
-        nonlocal saved_step
-        summary = {
-            "wall_s": round(wall_s, 3),
-            "train_bits": _json_float(train_bits),
-            "val_bits": _json_float(val_bits),
-            "unigram_bits": _json_float(baseline),
-            "sample_periodicity": _json_float(tone, 3),
-            "data_periodicity": _json_float(data_tone, 3),
-        }
-        checkpoint.save(
-            ckpt_path,
-            model,
-            optimizer,
-            step=step,
-            tag_vocab=dataset.tag_vocab,
-            sampler_state=sampler.get_state(),
-            train_args=s,
-            metrics=summary,
-        )
-        saved_step = step
-        write_samples(samples, sample_rate)  # listen() ran at this step whenever there are samples
-        from .plotting import plot_losses  # matplotlib is imported only when a plot is written
-
-        plot_losses(rows, run_dir / PLOT_NAME, baseline, title=f"minwave {s['preset']} — {run_dir.name}")
-
     samples_per_step = s["batch_size"] * s["segment"]  # predictions per step
     window_bits, window_norms, window_time = [], [], 0.0  # since the last metrics row
     train_bits = None
@@ -904,7 +494,11 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
             if at_eval:
                 with averaged_weights(model, optimizer):  # fixed batches: no training RNG
                     val_bits = validation_bits(model, valid, backend, cond_offset)
-            heard = listen() if at_checkpoint and comm.rank == 0 and s["sample_seconds"] > 0 else {}
+            heard = {}  # at a checkpoint: its audio, and how tonal it is
+            if at_checkpoint and comm.rank == 0 and s["sample_seconds"] > 0:
+                samples = listen(model, optimizer, dataset.tag_vocab, step, s, run_dir / SAMPLES_DIR, sample_frames)
+                tone = median_periodicity(samples)
+                heard = quality_fields(samples, dataset.tag_vocab, data_tone)
             if at_eval or step % s["log_every"] == 0:
                 train_bits = float(np.mean(window_bits))
                 row = {
@@ -930,15 +524,29 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
                     f"{row['samples_per_s'] / 1000:.1f}k samples/s",
                     refresh=False,
                 )
-            if at_checkpoint and comm.rank == 0:
-                save_checkpoint(wall_before + time.perf_counter() - t_start, train_bits)
+            if at_checkpoint and comm.rank == 0:  # checkpoint.npz (atomically), then its audio and the plot
+                wall = wall_before + time.perf_counter() - t_start
+                summary = checkpoint_metrics(wall, train_bits, val_bits, baseline, tone, data_tone)
+                checkpoint.save(
+                    ckpt_path,
+                    model,
+                    optimizer,
+                    step=step,
+                    tag_vocab=dataset.tag_vocab,
+                    sampler_state=sampler.get_state(),
+                    train_args=s,
+                    metrics=summary,
+                )
+                saved_step = step
+                write_samples(samples, sample_rate)  # listen() ran at this step whenever there are samples
+                write_plot(rows, run_dir, baseline, s["preset"])
             bar.update(1)
     except out_of_memory_errors() as exc:
         raise TrainingError(
             f"out of memory ({type(exc).__name__}) with --batch-size {s['batch_size']} and --segment {s['segment']} "
             f"(activations ≈ {format_bytes(act)}); try a smaller --batch-size or --segment"
         ) from None
-    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (cli_errors.Terminated)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (cli/errors.py: Terminated)
         kept = _kept(saved_step, ckpt_path, run_dir)
         raise Interrupted(f"{interrupt_name(exc)} at step {step}; {kept}", interrupt_exit_code(exc)) from None
     except OSError as exc:  # a full disk or a lost folder while writing the log, a checkpoint or samples
@@ -1008,10 +616,7 @@ def _diverged(what: str, step: int, saved_step: int | None, s: dict, run_dir: Pa
     return f"{what} at step {step}; stopped without saving it. {kept}"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m minwave.train [options]`; returns the exit status (0 on success)."""
-    return run_cli(PROG, _main, argv)
+if __name__ == "__main__":  # `python -m minwave.train`: the command line is cli/train.py, which imports this module
+    from .cli.train import main
 
-
-if __name__ == "__main__":
     sys.exit(main())

@@ -1,15 +1,14 @@
 """The command lines end to end: python -m minwave.train / minwave.generate, and every kind of bad input
 giving one clear line on stderr, a non-zero exit status and no traceback.
 
-minwave.generate is also the name of the sampling *function* exported by the package, so the CLI module
-is never imported here: it is run as a program (subprocess) or through runpy, as `python -m` does.
+In process the programs are called through their main(argv) (minwave/cli/); as a person runs them, as
+`python -m` subprocesses.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -19,8 +18,9 @@ import pytest
 import soundfile as sf
 from conftest import TEST_CONFIG
 
-from minwave import checkpoint, train
+from minwave import checkpoint
 from minwave.backend import cupy_available
+from minwave.cli import generate, train
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("builtin_cache")  # the built-in data goes to a temporary folder
@@ -45,13 +45,11 @@ def run_train(capsys, *argv):
     return code, out, err
 
 
-def run_generate(capsys, monkeypatch, *argv):
-    """python -m minwave.generate ARGV, in-process through runpy -> (exit status, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["python -m minwave.generate", *[str(a) for a in argv]])
-    with pytest.raises(SystemExit) as exc:
-        runpy.run_module("minwave.generate", run_name="__main__", alter_sys=True)
+def run_generate(capsys, *argv):
+    """python -m minwave.generate ARGV, in process -> (exit status, stdout, stderr)."""
+    code = generate.main([str(a) for a in argv])
     out, err = capsys.readouterr()
-    return exc.value.code, out, err
+    return code, out, err
 
 
 def the_error(err: str, prog: str = "minwave.train") -> str:
@@ -122,7 +120,7 @@ def test_train_resume_generate_as_programs(tmp_path):
     )
 
 
-def test_help(capsys, monkeypatch):
+def test_help(capsys):
     code, out, _ = run_train(capsys, "--help")
     assert code == 0
     for option in [
@@ -142,53 +140,49 @@ def test_help(capsys, monkeypatch):
         "--sample-seconds",
     ]:
         assert option in out
-    code, out, _ = run_generate(capsys, monkeypatch, "--help")
+    code, out, _ = run_generate(capsys, "--help")
     assert code == 0
     for option in ["--checkpoint", "--seconds", "--tags", "--temperature", "--seed", "--batch", "--out"]:
         assert option in out
 
 
-def test_generate_batch_seed_and_tags(tmp_path, trained, capsys, monkeypatch):
+def test_generate_batch_seed_and_tags(tmp_path, trained, capsys):
     out = tmp_path / "take.wav"
     args = ("--checkpoint", trained, "--seconds", 0.02, "--batch", 2, "--tags", "organ,bell")
     args += ("--temperature", 0.9, "--seed", 3, "--out", out)
-    code, stdout, err = run_generate(capsys, monkeypatch, *args)
+    code, stdout, err = run_generate(capsys, *args)
     assert code == 0, err
     paths = [tmp_path / "take_1.wav", tmp_path / "take_2.wav"]
     assert stdout.split() == [str(p) for p in paths] and not out.exists()
     first = sf.read(paths[0])[0]
     assert first.shape == (320,)
 
-    code, _, _ = run_generate(capsys, monkeypatch, *args)  # the same command again
+    code, _, _ = run_generate(capsys, *args)  # the same command again
     assert code == 0
     np.testing.assert_array_equal(sf.read(paths[0])[0], first)  # same seed, same audio
 
-    code, _, err = run_generate(capsys, monkeypatch, "--checkpoint", trained, "--seconds", 0.02, "--out", out)
+    code, _, err = run_generate(capsys, "--checkpoint", trained, "--seconds", 0.02, "--out", out)
     assert code == 0 and "no --tags given, using 'bell'" in err and out.is_file()
 
 
 # ------------------------------------------------------------------------------------ generate: bad input
-def test_generate_unknown_tag_lists_the_known_ones(tmp_path, trained, capsys, monkeypatch):
-    code, _, err = run_generate(
-        capsys, monkeypatch, "--checkpoint", trained, "--tags", "piano", "--out", tmp_path / "x.wav"
-    )
+def test_generate_unknown_tag_lists_the_known_ones(tmp_path, trained, capsys):
+    code, _, err = run_generate(capsys, "--checkpoint", trained, "--tags", "piano", "--out", tmp_path / "x.wav")
     line = the_error(err, "minwave.generate")
     assert code == 2 and "'piano'" in line and "bell, organ, pluck" in line
     assert not (tmp_path / "x.wav").exists()
-    code, _, err = run_generate(
-        capsys, monkeypatch, "--checkpoint", trained, "--tags", " , ", "--out", tmp_path / "x.wav"
-    )
+    code, _, err = run_generate(capsys, "--checkpoint", trained, "--tags", " , ", "--out", tmp_path / "x.wav")
     assert code == 2 and "at least one tag" in the_error(err, "minwave.generate")
 
 
-def test_generate_tags_for_an_untagged_model(tmp_path, cfg, capsys, monkeypatch):
+def test_generate_tags_for_an_untagged_model(tmp_path, cfg, capsys):
     data = tmp_path / "flat"
     data.mkdir()
     for i in range(2):
         sf.write(data / f"{i}.wav", tone(freq=200.0 + 50 * i), 16000)
     assert run_train(capsys, "--config", cfg, "--data", data, "--steps", 1, "--out", tmp_path / "run")[0] == 0
     code, _, err = run_generate(
-        capsys, monkeypatch, "--checkpoint", tmp_path / "run", "--tags", "pluck", "--out", tmp_path / "x.wav"
+        capsys, "--checkpoint", tmp_path / "run", "--tags", "pluck", "--out", tmp_path / "x.wav"
     )
     assert code == 2 and "without tags" in the_error(err, "minwave.generate")
 
@@ -204,12 +198,12 @@ def test_generate_tags_for_an_untagged_model(tmp_path, cfg, capsys, monkeypatch)
 )
 def test_generate_bad_options(tmp_path, trained, capsys, monkeypatch, argv, expected):
     monkeypatch.chdir(tmp_path)
-    code, _, err = run_generate(capsys, monkeypatch, "--checkpoint", trained, *argv)
+    code, _, err = run_generate(capsys, "--checkpoint", trained, *argv)
     assert code == 2 and expected in the_error(err, "minwave.generate")
 
 
-def test_generate_needs_checkpoint_and_out(capsys, monkeypatch):
-    code, _, err = run_generate(capsys, monkeypatch, "--out", "x.wav")
+def test_generate_needs_checkpoint_and_out(capsys):
+    code, _, err = run_generate(capsys, "--out", "x.wav")
     assert code == 2 and "--checkpoint" in the_error(err, "minwave.generate")
 
 
@@ -237,7 +231,7 @@ def future_checkpoint(trained: Path, folder: Path) -> Path:
     "kind, expected",
     [("missing", "no checkpoint"), ("pickled", "pickled"), ("future", "format version"), ("truncated", "truncated")],
 )
-def test_bad_checkpoints(tmp_path, trained, capsys, monkeypatch, kind, expected):
+def test_bad_checkpoints(tmp_path, trained, capsys, kind, expected):
     folder = tmp_path / "run"
     if kind == "pickled":
         pickled_checkpoint(trained, folder)
@@ -247,9 +241,7 @@ def test_bad_checkpoints(tmp_path, trained, capsys, monkeypatch, kind, expected)
         folder.mkdir()
         data = (trained / "checkpoint.npz").read_bytes()
         (folder / "checkpoint.npz").write_bytes(data[: len(data) // 2])
-    code, _, err = run_generate(
-        capsys, monkeypatch, "--checkpoint", folder / "checkpoint.npz", "--out", tmp_path / "x.wav"
-    )
+    code, _, err = run_generate(capsys, "--checkpoint", folder / "checkpoint.npz", "--out", tmp_path / "x.wav")
     assert code == 1 and expected in the_error(err, "minwave.generate")
     if kind != "missing":  # and training refuses to resume from it, touching nothing
         before = (folder / "checkpoint.npz").read_bytes()

@@ -11,7 +11,8 @@ import soundfile as sf
 from conftest import TEST_CONFIG
 from test_cli import run_generate, run_train, the_error, tone
 
-from minwave import checkpoint, conditioning, train
+from minwave import checkpoint, conditioning
+from minwave.cli import train
 
 pytestmark = pytest.mark.usefixtures("builtin_cache")
 
@@ -47,12 +48,10 @@ def test_checkpoints_carry_the_conditioning(runs):
         assert len(audio) == round(0.05 * rate)
 
 
-def test_generate_plays_a_melody_as_long_as_its_notes(runs, capsys, monkeypatch, tmp_path):
+def test_generate_plays_a_melody_as_long_as_its_notes(runs, capsys, tmp_path):
     out = tmp_path / "tune.wav"
     melody = ["--melody", "C4:0.5 R:0.25 G4:1"]
-    code, _, err = run_generate(
-        capsys, monkeypatch, "--checkpoint", runs["notes"], "--tags", "organ", *melody, "--out", out
-    )
+    code, _, err = run_generate(capsys, "--checkpoint", runs["notes"], "--tags", "organ", *melody, "--out", out)
     assert code == 0, err
     audio, rate = sf.read(out)
     assert len(audio) == round((1.75 + 0.25) * rate)  # the notes, then the release tail
@@ -60,17 +59,17 @@ def test_generate_plays_a_melody_as_long_as_its_notes(runs, capsys, monkeypatch,
     conditioning.write_notes_csv(notes, conditioning.parse_melody("C4:0.5 R:0.25 G4:1"))
     again = tmp_path / "again.wav"
     code, _, err = run_generate(
-        capsys, monkeypatch, "--checkpoint", runs["notes"], "--tags", "organ", "--notes", notes, "--out", again
+        capsys, "--checkpoint", runs["notes"], "--tags", "organ", "--notes", notes, "--out", again
     )
     assert code == 0, err
     np.testing.assert_array_equal(sf.read(again)[0], audio)  # the same notes, the same seed: the same audio
 
 
-def test_vocode_resynthesises_a_recording_of_its_length(runs, capsys, monkeypatch, tmp_path):
+def test_vocode_resynthesises_a_recording_of_its_length(runs, capsys, tmp_path):
     wav = tmp_path / "in.wav"
     sf.write(wav, tone(0.3, 440.0, 8000), 8000)  # another sample rate: resampled to the model's
     out = tmp_path / "out.wav"
-    code, _, err = run_generate(capsys, monkeypatch, "--checkpoint", runs["mel"], "--vocode", wav, "--out", out)
+    code, _, err = run_generate(capsys, "--checkpoint", runs["mel"], "--vocode", wav, "--out", out)
     assert code == 0, err
     audio, rate = sf.read(out)
     assert rate == 16000 and len(audio) == round(0.3 * 16000)
@@ -98,7 +97,7 @@ def test_generate_rejects_what_does_not_fit(runs, capsys, monkeypatch, tmp_path,
     else:
         run = runs[source]
     monkeypatch.chdir(tmp_path)
-    code, _, err = run_generate(capsys, monkeypatch, "--checkpoint", run, "--out", tmp_path / "o.wav", *args)
+    code, _, err = run_generate(capsys, "--checkpoint", run, "--out", tmp_path / "o.wav", *args)
     assert code == 2 and match in the_error(err, "minwave.generate")
 
 

@@ -11,9 +11,11 @@ import soundfile as sf
 
 import minwave
 from minwave import generate as generate_codes
-from minwave import pretrained, train
+from minwave import pretrained
 from minwave.checkpoint import CheckpointError
-from minwave.presets import RECIPE_BEFORE
+from minwave.cli import train
+from minwave.cli.generate import main as generate_main
+from minwave.settings import RECIPE_BEFORE, resolve_settings
 
 CARD = Path(__file__).resolve().parents[1] / "docs" / "pretrained.md"
 pytestmark = pytest.mark.usefixtures("builtin_cache")
@@ -36,8 +38,6 @@ def test_export_then_load_by_name(tmp_path, cfg, capsys, monkeypatch):
         np.testing.assert_array_equal(value, averaged[name])
     assert ckpt.train_args["ema"] == 0.9 and ckpt.metrics["val_bits"] == run.metrics["val_bits"]
 
-    from minwave.generate import main as generate_main
-
     out = tmp_path / "organ.wav"
     assert generate_main(["--pretrained", "tiny-test", "--tags", "organ", "--seconds", "0.05", "--out", str(out)]) == 0
     audio, rate = sf.read(out)
@@ -49,15 +49,11 @@ def test_export_then_load_by_name(tmp_path, cfg, capsys, monkeypatch):
 def test_unknown_names_are_one_line(name, capsys):
     with pytest.raises(CheckpointError, match="no pretrained model"):
         minwave.load_pretrained(name)
-    from minwave.generate import main as generate_main
-
     assert generate_main(["--pretrained", name, "--out", "x.wav"]) == 1
     assert capsys.readouterr().err.count("\n") == 1
 
 
 def test_checkpoint_or_pretrained_not_both(capsys, tmp_path):
-    from minwave.generate import main as generate_main
-
     assert generate_main(["--pretrained", "a", "--checkpoint", str(tmp_path), "--out", "x.wav"]) == 2
     assert "either --checkpoint" in capsys.readouterr().err
 
@@ -72,7 +68,7 @@ def card_command() -> list[str]:
 def test_the_shipped_model_is_what_its_card_says():
     ckpt = minwave.load_pretrained("builtin-music")
     args = train.build_parser().parse_args(card_command())
-    settings, _ = train.resolve_settings(args)
+    settings, _ = resolve_settings(args)
     stored = {k: v for k, v in {**RECIPE_BEFORE, **ckpt.train_args}.items() if k in settings}  # as --resume reads it
     assert stored == settings  # the card's command, with its preset, gives exactly these settings
     assert ckpt.tag_vocab == ["bell", "organ", "pluck"] and ckpt.optimizer_state == {}

@@ -25,7 +25,7 @@ from test_cli import good_folder, run_generate, run_train, the_error, tone
 
 from minwave import checkpoint, data, files, memory
 from minwave.checkpoint import CHECKPOINT_NAME, CheckpointError
-from minwave.cli_errors import MAX_MESSAGE, error_line
+from minwave.cli.errors import MAX_MESSAGE, error_line
 from minwave.data import DataError, DataWarning, fingerprint_changes, load_dataset
 from minwave.files import atomic_write, clean_stale_temporaries, stale_temporaries
 from minwave.model import WaveNet, WaveNetConfig
@@ -45,7 +45,7 @@ def run(tmp_path_factory):
     cfg = base / "cfg.json"
     cfg.write_text(json.dumps(TEST_CONFIG))
     run_dir = base / "run"
-    from minwave import train
+    from minwave.cli import train
 
     assert train.main(["--config", str(cfg), "--data", str(data_dir), "--steps", "4", "--out", str(run_dir)]) == 0
     return data_dir, run_dir
@@ -317,11 +317,9 @@ def test_sample_seconds_too_long_is_blamed_on_sample_seconds(tmp_path, cfg, caps
     assert code == 1 and "--sample-seconds 1e+08 for 3 tag(s)" in line and "lower --sample-seconds" in line
 
 
-def test_generate_seconds_too_long_is_one_line(tmp_path, run, capsys, monkeypatch):
+def test_generate_seconds_too_long_is_one_line(tmp_path, run, capsys):
     _, run_dir = run
-    code, _, err = run_generate(
-        capsys, monkeypatch, "--checkpoint", run_dir, "--seconds", 1e300, "--out", tmp_path / "x.wav"
-    )
+    code, _, err = run_generate(capsys, "--checkpoint", run_dir, "--seconds", 1e300, "--out", tmp_path / "x.wav")
     line = the_error(err, "minwave.generate")
     assert code == 1 and "--seconds 1e+300" in line and "fewer --seconds" in line
 
@@ -414,7 +412,7 @@ def test_generate_on_a_full_disk_keeps_the_existing_file(tmp_path, run, capsys, 
             raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(files, "open", lambda path, mode: FillsTheDisk(path, "w"), raising=False)
-    code, _, err = run_generate(capsys, monkeypatch, "--checkpoint", run_dir, "--seconds", 0.05, "--out", out)
+    code, _, err = run_generate(capsys, "--checkpoint", run_dir, "--seconds", 0.05, "--out", out)
     assert code == 1 and "No space left on device" in the_error(err, "minwave.generate")
     assert out.read_bytes() == b"the user's earlier take"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["take.wav"]
@@ -436,10 +434,10 @@ def test_generate_under_a_real_file_size_limit_keeps_the_existing_file(tmp_path,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["take.wav"]
 
 
-def test_generate_onto_a_path_under_a_file_is_one_line(tmp_path, run, capsys, monkeypatch):
+def test_generate_onto_a_path_under_a_file_is_one_line(tmp_path, run, capsys):
     _, run_dir = run
     (tmp_path / "a_file").write_text("x")
-    code, _, err = run_generate(capsys, monkeypatch, "--checkpoint", run_dir, "--out", tmp_path / "a_file" / "x.wav")
+    code, _, err = run_generate(capsys, "--checkpoint", run_dir, "--out", tmp_path / "a_file" / "x.wav")
     assert code == 2 and "is a file, not a folder" in the_error(err, "minwave.generate")
 
 
@@ -500,7 +498,7 @@ def test_sigterm_is_like_ctrl_c(tmp_path, cfg):
     step = checkpoint.load(run_dir).step  # the last good checkpoint loads …
     assert step >= 2 and f"holds step {step}" in line
     assert not list(run_dir.glob("*.tmp-*"))  # … nothing half-written is left …
-    from minwave import train
+    from minwave.cli import train
 
     assert train.main(["--resume", "--out", str(run_dir), "--steps", str(step + 2)]) == 0  # … and it resumes
     assert checkpoint.load(run_dir).step == step + 2
@@ -550,7 +548,7 @@ def test_hand_edited_checkpoints_are_one_line(tmp_path, run, capsys, edit, expec
 
 
 @pytest.mark.parametrize("kind", ["random", "pickle", "nan"])
-def test_hostile_checkpoints_never_invite_unsafe_loading(tmp_path, run, capsys, monkeypatch, kind):
+def test_hostile_checkpoints_never_invite_unsafe_loading(tmp_path, run, capsys, kind):
     _, run_dir = run
     path = tmp_path / "c.npz"
     if kind == "random":
@@ -563,7 +561,7 @@ def test_hostile_checkpoints_never_invite_unsafe_loading(tmp_path, run, capsys, 
         ckpt = checkpoint.load(run_dir)
         ckpt.model.params["skip.W"][0, 0] = np.nan
         checkpoint.save(path, ckpt.model, step=ckpt.step, tag_vocab=ckpt.tag_vocab)
-    code, _, err = run_generate(capsys, monkeypatch, "--checkpoint", path, "--out", tmp_path / "x.wav")
+    code, _, err = run_generate(capsys, "--checkpoint", path, "--out", tmp_path / "x.wav")
     line = the_error(err, "minwave.generate")
     assert code == 1 and "allow_pickle" not in line and "unsafe" not in line
     assert ("NaN or infinite" in line) if kind == "nan" else ("not a minwave checkpoint" in line)

@@ -401,7 +401,7 @@ def test_train_with_gpu_flag_runs_and_resumes_on_the_stand_in(tmp_path, monkeypa
     validation, checkpoints, generated samples, then --resume from the checkpoint onto the device."""
     import soundfile as sf
 
-    from minwave import train
+    from minwave.cli import train
 
     real_get_backend = train.get_backend
     monkeypatch.setattr(train, "get_backend", lambda name: STRICT if name == "cupy" else real_get_backend(name))

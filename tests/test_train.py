@@ -1,5 +1,5 @@
-"""train.py: exact resume, the run folder (metrics, plot, samples), learning below the unigram baseline,
-NaN / out-of-memory / Ctrl-C handling, presets and how settings are layered."""
+"""train.py and cli/train.py: exact resume, the run folder (metrics, plot, samples), learning below the
+unigram baseline, NaN / out-of-memory / Ctrl-C handling, presets and how settings are layered (settings.py)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ import pytest
 import soundfile as sf
 from conftest import TEST_CONFIG
 
-from minwave import checkpoint, train
+from minwave import checkpoint, memory, train
+from minwave.cli import train as train_cli
 from minwave.model import WaveNet, WaveNetConfig
 from minwave.optim import Adam
 from minwave.plotting import plot_losses
-from minwave.presets import DEFAULT_PRESET, PRESETS, get_preset
+from minwave.presets import DEFAULT_PRESET, PRESETS, TRAIN_KEYS, get_preset
+from minwave.settings import RULES, decay, positive_float, positive_int, resolve_settings
 
 # A very small model (receptive field 9) and short rows: a training step takes milliseconds.
 pytestmark = pytest.mark.usefixtures("builtin_cache")  # the built-in data goes to a temporary folder
@@ -24,7 +26,7 @@ pytestmark = pytest.mark.usefixtures("builtin_cache")  # the built-in data goes 
 
 def run(capsys, *argv):
     """python -m minwave.train ARGV in-process -> (exit status, stdout, stderr)."""
-    code = train.main([str(a) for a in argv])
+    code = train_cli.main([str(a) for a in argv])
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -287,7 +289,7 @@ def test_presets():
 
 
 def settings_for(*argv):
-    return train.resolve_settings(train.build_parser().parse_args([str(a) for a in argv]))
+    return resolve_settings(train_cli.build_parser().parse_args([str(a) for a in argv]))
 
 
 def test_settings_layering_preset_then_config_then_command_line(tmp_path):
@@ -305,12 +307,22 @@ def test_settings_layering_preset_then_config_then_command_line(tmp_path):
     assert given["model"] == {"residual_channels": 24, "sample_rate": 22050} and given["lr"] == 0.25
 
 
+def test_every_training_setting_has_one_rule():
+    """The command line's option types and the config-file and checkpoint checks are the same rules."""
+    assert set(TRAIN_KEYS) <= set(RULES)
+    assert positive_int("3") == 3 and positive_int.accepts(3)
+    assert not positive_int.accepts(2.0) and not positive_int.accepts(True)
+    assert positive_float.accepts(2) and not positive_float.accepts(float("inf"))
+    with pytest.raises(ValueError):
+        decay("1")
+
+
 def test_activation_estimate():
     config = get_preset("tiny").config(n_tags=3)
     one = train.activation_bytes(config, batch_size=1, segment=1000)
     assert train.activation_bytes(config, batch_size=8, segment=1000) == 8 * one
     assert 1e6 < one < 1e8
-    assert train.format_bytes(47_200_000) == "47.2 MB" and train.format_bytes(512) == "512 B"
+    assert memory.format_bytes(47_200_000) == "47.2 MB" and memory.format_bytes(512) == "512 B"
 
 
 def test_plot_losses(tmp_path):

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cli_errors import ArgumentParser, UsageError, run_cli
+from ..cli.errors import ArgumentParser, UsageError, run_cli
 from . import THREAD_VARIABLES, cpu_name, machine_cpu_seconds
 
 PROG = "minwave.bench generate"

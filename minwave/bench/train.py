@@ -48,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cli_errors import ArgumentParser, CLIError, UsageError, run_cli
+from ..cli.errors import ArgumentParser, CLIError, UsageError, run_cli
 from . import THREAD_VARIABLES, cpu_name, machine_cpu_seconds
 
 PROG = "minwave.bench train"
@@ -113,7 +113,7 @@ def load_case(args) -> tuple:
         preset = PRESETS[args.config]
         model, train = dict(preset.model), preset.train_defaults()
     elif args.config is not None:
-        from ..train import read_config_file
+        from ..settings import read_config_file
 
         if not Path(args.config).is_file():
             raise UsageError(f"--config: {args.config!r} is neither a preset ({', '.join(PRESETS)}) nor a file")

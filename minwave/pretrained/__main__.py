@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..cli_errors import ArgumentParser, run_cli
+from ..cli.errors import ArgumentParser, run_cli
 from . import FOLDER, export
 
 PROG = "minwave.pretrained"

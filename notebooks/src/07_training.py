@@ -20,7 +20,7 @@ import numpy as np
 from IPython.display import Audio, display
 
 import minwave
-import minwave.train
+import minwave.cli.train
 from minwave.data import load_dataset, split_by_file
 from minwave.presets import get_preset
 from minwave.quality import quality
@@ -100,7 +100,7 @@ start = time.perf_counter()
 for i, steps in enumerate(legs):
     leg = args + ["--steps", str(steps)] if i == 0 else ["--resume", "--out", str(run_dir), "--steps", str(steps)]
     print("python -m minwave.train", " ".join(leg))
-    status = minwave.train.main(leg)
+    status = minwave.cli.train.main(leg)
     assert status == 0, "training failed: see the message above"
     ckpt = minwave.load(run_dir)
     tags = np.eye(len(ckpt.tag_vocab), dtype=np.float32)  # one stream per tag: rows of the identity

@@ -1,4 +1,4 @@
-"""What the command-line tools do with errors: one clear line on stderr, a non-zero exit, no traceback.
+"""What the command-line programs do with errors: one clear line on stderr, a non-zero exit, no traceback.
 
     def main(argv=None) -> int:
         return run_cli("minwave.train", _main, argv)
@@ -9,22 +9,24 @@ diverged run, not enough memory, a file that cannot be written: full disk, no pe
 SIGTERM with 143: run_cli turns SIGTERM into the exception `Terminated` (a KeyboardInterrupt), so both
 unwind the same way: atomic writes remove their temporary file, the last good checkpoint stays, and the
 program says what was kept. Any other exception is a bug in minwave and keeps its traceback.
+
+The training loop (train.py) and the settings (settings.py) raise these errors too, so this module
+imports nothing of cli/ and cli/__init__.py imports nothing at all: importing it never loads a CLI.
 """
 
 from __future__ import annotations
 
 import argparse
 import errno
-import math
 import signal
 import sys
 import threading
 from collections.abc import Callable
 
-from .backend import BackendError, out_of_memory_errors
-from .checkpoint import CheckpointError
-from .data import DataError
-from .memory import NotEnoughMemory
+from ..backend import BackendError, out_of_memory_errors
+from ..checkpoint import CheckpointError
+from ..data import DataError
+from ..memory import NotEnoughMemory
 
 
 class CLIError(Exception):
@@ -78,57 +80,6 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message):
         raise UsageError(f"{message} (see --help)")
-
-
-# Option types shared by the CLIs; their __name__ is what argparse's "invalid <type> value" message shows.
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(text)
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError(text)
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = float(text)
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(text)
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    value = float(text)
-    if not (value >= 0 and math.isfinite(value)):
-        raise ValueError(text)
-    return value
-
-
-def fraction(text: str) -> float:
-    value = float(text)
-    if not 0 < value < 1:
-        raise ValueError(text)
-    return value
-
-
-def decay(text: str) -> float:
-    value = float(text)
-    if not 0 <= value < 1:
-        raise ValueError(text)
-    return value
-
-
-decay.__name__ = "number in [0, 1)"
-positive_int.__name__ = "positive integer"
-non_negative_int.__name__ = "non-negative integer"
-positive_float.__name__ = "positive number"
-non_negative_float.__name__ = "non-negative number"
-fraction.__name__ = "fraction between 0 and 1"
 
 
 MAX_MESSAGE = 600  # characters; a longer message (a huge list in it) keeps its start and its end
