@@ -63,7 +63,6 @@ def pitch_report(checkpoint_path: str, seed: int = 0, reference: bool = True, te
     import soundfile as sf
 
     from .. import checkpoint, conditioning
-    from ..generate import NOTES_TAIL_S
     from ..mulaw import mulaw_decode
     from ..quality import quality
     from ..sampling import generate
@@ -85,7 +84,7 @@ def pitch_report(checkpoint_path: str, seed: int = 0, reference: bool = True, te
         if tag not in ckpt.tag_vocab:
             continue
         notes = conditioning.parse_melody(melody)
-        n = int(round((conditioning.notes_duration_s(notes) + NOTES_TAIL_S) * rate))
+        n = int(round((conditioning.notes_duration_s(notes) + conditioning.NOTES_TAIL_S) * rate))
         frames = conditioning.note_features(notes, n, c.cond_hop, rate)
         codes = generate(ckpt.model, n, tags=ckpt.tag_vector([tag]), cond=frames, seed=seed, temperature=temperature)
         audio = mulaw_decode(codes[0], c.quantization_channels)

@@ -8,7 +8,7 @@
 
 A model trained with --condition notes plays --notes FILE (a notes.csv or MIDI file) or --melody; one
 trained with --condition mel resynthesises --vocode IN.wav from its log-mel spectrogram. The output is
-as long as the conditioning (notes: until the last note ends, plus NOTES_TAIL_S).
+as long as the conditioning (notes: until the last note ends, plus conditioning.NOTES_TAIL_S).
 
 This file is only the command line (minwave/generate.py runs it under that name); the sampler itself
 is `minwave.generate(model, n_samples, ...)` in sampling.py (the Numba fast sampler by default). The
@@ -42,7 +42,6 @@ from ..settings import non_negative_float, non_negative_int, positive_float, pos
 from .errors import ArgumentParser, UsageError, run_cli, warn
 
 PROG = "minwave.generate"
-NOTES_TAIL_S = 0.25  # after the last note ends, this much more audio: the release of the last note
 DEFAULT_SECONDS = 2.0
 FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
 
@@ -234,7 +233,7 @@ def local_conditioning(args, config) -> tuple[np.ndarray | None, int | None]:
     except (conditioning.ConditioningError, DataError) as exc:
         message = str(exc)
         raise UsageError(message if message.startswith(option) else f"{option}: {message}") from None
-    n = int(round((conditioning.notes_duration_s(notes) + NOTES_TAIL_S) * rate))
+    n = int(round((conditioning.notes_duration_s(notes) + conditioning.NOTES_TAIL_S) * rate))
     try:
         return conditioning.note_features(notes, n, hop, rate), n
     except conditioning.ConditioningError as exc:
