@@ -35,6 +35,7 @@ from numba import njit
 from .backend import to_host
 from .checks import check_codes, check_tags
 from .mulaw import mulaw_level
+from .ops import frame_conv_forward
 from .ops.numba_kernels import JIT, tanh_pq  # one JIT setting and one tanh for every kernel of minwave
 
 PRODUCT_MATH = {"contract", "reassoc"}  # fused multiply-add; reassociation turns a dot product's one
@@ -68,8 +69,6 @@ def local_projection(params: dict, config, frames) -> np.ndarray:
     rows hold the upsampler's output for frames -a … F+a-1; beyond those it is exactly zero (no bias).
     Computed once per generate call in float64: L·2D numbers per frame instead of per sample.
     """
-    from .ops import frame_conv_forward
-
     c = config
     a = c.cond_context
     frames = np.asarray(frames, dtype=np.float64)
