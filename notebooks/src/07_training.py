@@ -21,6 +21,7 @@ from IPython.display import Audio, display
 
 import minwave
 import minwave.cli.train
+import minwave.train
 from minwave.data import load_dataset, split_by_file
 from minwave.presets import get_preset
 from minwave.quality import quality
@@ -50,11 +51,18 @@ print(f"{len(dataset.clips)} clips of {min(lengths):.1f} to {max(lengths):.1f} s
 # %% [markdown]
 # ## One training step
 #
-# The heart of `minwave/train.py` is the loop of chapter 04: draw a batch of random segments (each with
-# one receptive field of context in front), compute the loss and every gradient by hand
-# (`model.loss_and_grads`), then one step of Adam, which clips the gradient's global norm first.
-# The script wraps that step in what a real run needs (a learning-rate schedule, validation, checkpoints,
-# samples, logging, several processes). The optimiser's step, whole:
+# The heart of `minwave/train.py` is the loop of chapter 04, written once as `train_step`: compute the
+# loss and every gradient by hand (`model.loss_and_grads`, on a batch of random segments, each with one
+# receptive field of context in front), average them over the processes when there are several
+# (docs/distributed.md), then one step of Adam. Everything else in the script (a learning-rate schedule,
+# validation, checkpoints, samples, logging) is named helpers around this function, whole:
+
+# %%
+print(inspect.getsource(minwave.train.train_step))
+
+# %% [markdown]
+# The optimiser's step, whole: it clips the gradient's global norm first, then moves every parameter
+# (and, with `--ema`, the moving average of the weights that validation, samples and export use):
 
 # %%
 print(inspect.getsource(minwave.Adam.step))
