@@ -1,11 +1,11 @@
 """The built-in dataset: short melodies from three synthesised instruments, tagged by instrument.
 
-No download: the first call to `ensure_builtin_dataset()` renders the clips with NumPy (about a second)
+No download: the first call to `ensure_builtin_dataset()` renders the clips with NumPy (a few seconds)
 and writes them as ordinary 16-bit WAV files plus a `tags.csv`, so the folder is read by `data.py`
 exactly like a folder of your own recordings:
 
-    ~/.cache/minwave/builtin-music-v2-16000/
-        bell_00.wav ... bell_11.wav  organ_00.wav ...  pluck_11.wav
+    ~/.cache/minwave/builtin-music-v3-16000/
+        bell_00.wav ... bell_39.wav  organ_00.wav ...  pluck_11.wav
         bell_00.notes.csv ...        the score of each clip: onset_s,duration_s,midi_pitch (local conditioning)
         tags.csv                     file,tags / pluck_03.wav,pluck / ...
         manifest.json                written last: its presence marks the folder as complete
@@ -38,10 +38,10 @@ import numpy as np
 import soundfile as sf
 
 DATASET_NAME = "builtin-music"
-DATASET_VERSION = 2  # bump when the files change, so old caches are not reused (2: notes.csv per clip)
+DATASET_VERSION = 3  # bump when the files change, so old caches are not reused (2: notes.csv per clip; 3: 40 clips per instrument)
 SEED = 20240517
 INSTRUMENTS = ("pluck", "organ", "bell")
-CLIPS_PER_INSTRUMENT = 12
+CLIPS_PER_INSTRUMENT = 40  # 40 × 3 clips of 3.5-6 s: 592 s of music (12 gave 177 s, too few pitches to generalise)
 PEAK = 0.8  # peak-normalise every clip to this absolute amplitude
 MANIFEST = "manifest.json"
 NOTES_SUFFIX = ".notes.csv"  # pluck_03.wav's score is pluck_03.notes.csv (conditioning.NOTES_SUFFIX)
