@@ -4,6 +4,7 @@
     python -m minwave.bench train --help
     python -m minwave.bench notes --help
     python -m minwave.bench tone --help
+    python -m minwave.bench judge --help
 
 A subcommand's module is imported only when it is asked for, so one benchmark's imports (PyTorch,
 matplotlib, Numba) never slow down or break another.
@@ -21,6 +22,7 @@ SUBCOMMANDS = {
     "threads": "a training step with 1 and 2 BLAS threads, with and without another busy process",
     "tone": "one note learned, then played free-running: the level input against the embedding",
     "notes": "local conditioning: the fast sampler with and without frames; a notes model's pitch accuracy",
+    "judge": "are the tags obeyed? a tag-conditioned model's clips classified by instrument, or as noise",
 }
 
 
