@@ -11,7 +11,7 @@ import soundfile as sf
 
 import minwave
 from minwave import generate as generate_codes
-from minwave import pretrained
+from minwave import conditioning, pretrained
 from minwave.checkpoint import CheckpointError
 from minwave.cli import train
 from minwave.cli.generate import main as generate_main
@@ -58,20 +58,34 @@ def test_checkpoint_or_pretrained_not_both(capsys, tmp_path):
     assert "either --checkpoint" in capsys.readouterr().err
 
 
-def card_command() -> list[str]:
-    """The training command docs/pretrained.md gives for builtin-music (its first `python -m minwave.train`)."""
-    line = re.search(r"^python -m minwave\.train .*$", CARD.read_text(encoding="utf-8"), re.M).group(0)
+def card_command(name: str) -> list[str]:
+    """The training command docs/pretrained.md gives for NAME: the first `python -m minwave.train` line
+    in its "## NAME" section."""
+    text = CARD.read_text(encoding="utf-8")
+    section = re.search(rf"^## {re.escape(name)}\n(.*?)(?=^## |\Z)", text, re.M | re.S)
+    assert section, f"docs/pretrained.md has no section for {name}"
+    line = re.search(r"^python -m minwave\.train .*$", section.group(1), re.M).group(0)
     return shlex.split(line)[3:]
 
 
-@pytest.mark.skipif("builtin-music" not in pretrained.available(), reason="no shipped builtin-music model")
-def test_the_shipped_model_is_what_its_card_says():
-    ckpt = minwave.load_pretrained("builtin-music")
-    args = train.build_parser().parse_args(card_command())
+@pytest.mark.parametrize("name", pretrained.available())
+def test_the_shipped_model_is_what_its_card_says(name):
+    ckpt = minwave.load_pretrained(name)
+    args = train.build_parser().parse_args(card_command(name))
     settings, _ = resolve_settings(args)
     stored = {k: v for k, v in {**RECIPE_BEFORE, **ckpt.train_args}.items() if k in settings}  # as --resume reads it
     assert stored == settings  # the card's command, with its preset, gives exactly these settings
     assert ckpt.tag_vocab == ["bell", "organ", "pluck"] and ckpt.optimizer_state == {}
-    assert pretrained.path_of("builtin-music").stat().st_size < 5_000_000  # a few MB at most
-    codes = generate_codes(ckpt.model, 400, tags=ckpt.tag_vector("organ"))
+    assert pretrained.path_of(name).stat().st_size < 5_000_000  # a few MB at most
+    cond = None
+    if ckpt.config.condition == "notes":  # a melody's frames: the notes model plays what it is given
+        notes = conditioning.parse_melody("C4:0.02 E4:0.01")
+        cond = conditioning.note_features(notes, 480, ckpt.config.cond_hop, ckpt.config.sample_rate)
+    codes = generate_codes(ckpt.model, 400, tags=ckpt.tag_vector("organ"), cond=cond)
     assert codes.shape == (1, 400)
+
+
+def test_every_shipped_model_has_a_card():
+    assert {"builtin-music", "builtin-music-notes"} <= set(pretrained.available())
+    for name in pretrained.available():
+        assert card_command(name)
