@@ -172,7 +172,7 @@ plt.show()
 #
 # The classifier is plain **5 nearest neighbours** in standardised feature space; a clip's verdict is
 # the majority of its windows (those within 30 dB of its loudest: the rests between notes do not vote).
-# Every real clip is learned a second time with noise 10–40 dB below it, so that an instrument with a
+# Every real clip is learned twice more with noise 10–40 dB below it, so that an instrument with a
 # noise floor — what a half-trained model makes — is still that instrument. The features, whole:
 
 # %%
