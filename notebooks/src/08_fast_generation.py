@@ -220,7 +220,9 @@ seconds = 1.0 if QUICK else 4.0
 start = time.thread_time()
 clips = minwave.mulaw_decode(minwave.generate(shipped.model, int(seconds * rate), batch=len(tags), tags=tags, seed=0))
 cpu = time.thread_time() - start
-print(f"{len(tags)} x {seconds:.0f} s generated in {cpu:.1f} s of CPU time: {len(tags) * seconds / cpu:.1f} x real time")
+print(
+    f"{len(tags)} x {seconds:.0f} s generated in {cpu:.1f} s of CPU time: {len(tags) * seconds / cpu:.1f} x real time"
+)
 fig, axes = plt.subplots(1, len(tags), figsize=(12, 3), sharey=True)
 for ax, tag, clip in zip(axes, shipped.tag_vocab, clips):
     q = quality(clip, rate)

@@ -24,6 +24,7 @@ from minwave import fastgen, ops
 from minwave.data import BatchSampler, load_dataset, split_by_file, validation_batches
 from minwave.judge import N_CEPSTRA, QUIET, build_judge, window_features
 from minwave.presets import get_preset
+from minwave.quality import quality
 from minwave.synth import ensure_builtin_dataset
 
 plt.rcParams.update({"figure.dpi": 72, "figure.figsize": (9, 3), "axes.grid": True, "grid.alpha": 0.3})
@@ -250,6 +251,37 @@ for ax, (name, (streams, rows)) in zip(axes, runs.items()):
           f"{counts[:, -1].sum() / counts.sum():.0%}")  # fmt: skip
 plt.tight_layout()
 plt.show()
+
+# %% [markdown]
+# ## The shipped model, judged and heard
+#
+# The package ships a tag-conditioned model trained for longer on the same music (`docs/pretrained.md`:
+# the command, the machine, the figures). The same judge scores it, and each instrument plays twice:
+# first a held-out real clip, then the shipped model's clip for that tag, with both spectrograms.
+
+# %%
+shipped = minwave.load_pretrained("builtin-music")
+assert shipped.tag_vocab == dataset.tag_vocab
+shipped_seconds = 1.0 if QUICK else 4.0
+one_per_tag = np.eye(dataset.n_tags, dtype=np.float32)
+n_shipped = int(shipped_seconds * dataset.sample_rate)
+shipped_clips = minwave.mulaw_decode(minwave.generate(shipped.model, n_shipped, batch=dataset.n_tags, tags=one_per_tag))
+real_clips = {
+    tag: next(minwave.mulaw_decode(c.codes) for c in valid_clips if c.tags[0] == tag) for tag in dataset.tag_vocab
+}  # held out from training
+fig, axes = plt.subplots(2, dataset.n_tags, figsize=(12, 5), sharey=True)
+for i, tag in enumerate(dataset.tag_vocab):
+    for row, (who, clip) in enumerate([("real", real_clips[tag]), ("shipped model", shipped_clips[i])]):
+        clip = clip[: int(shipped_seconds * dataset.sample_rate)]
+        axes[row, i].specgram(clip, NFFT=1024, Fs=dataset.sample_rate, noverlap=768, cmap="magma", vmin=-120)
+        axes[row, i].set(ylim=(0, 4000), title=f"{who}, {tag}: judged {judge.classify_clip(clip)}, "
+                         f"periodicity {quality(clip, dataset.sample_rate).periodicity:.2f}")  # fmt: skip
+plt.tight_layout()
+plt.show()
+for i, tag in enumerate(dataset.tag_vocab):
+    print(f"{tag}: real, then the shipped model")
+    display(Audio(real_clips[tag][: int(shipped_seconds * dataset.sample_rate)], rate=dataset.sample_rate))
+    display(Audio(shipped_clips[i], rate=dataset.sample_rate))
 
 # %% [markdown]
 # Two measurements, two questions. The loss with wrong tags shows whether the model *uses* the tag:
