@@ -5,7 +5,7 @@ and writes them as ordinary 16-bit WAV files plus a `tags.csv`, so the folder is
 exactly like a folder of your own recordings:
 
     ~/.cache/minwave/builtin-music-v3-16000/
-        bell_00.wav ... bell_39.wav  organ_00.wav ...  pluck_11.wav
+        bell_00.wav ... bell_39.wav  organ_00.wav ...  pluck_39.wav
         bell_00.notes.csv ...        the score of each clip: onset_s,duration_s,midi_pitch (local conditioning)
         tags.csv                     file,tags / pluck_03.wav,pluck / ...
         manifest.json                written last: its presence marks the folder as complete
