@@ -5,6 +5,7 @@
     python -m minwave.bench notes --help
     python -m minwave.bench tone --help
     python -m minwave.bench judge --help
+    python -m minwave.bench card --help
 
 A subcommand's module is imported only when it is asked for, so one benchmark's imports (PyTorch,
 matplotlib, Numba) never slow down or break another.
@@ -23,6 +24,7 @@ SUBCOMMANDS = {
     "tone": "one note learned, then played free-running: the level input against the embedding",
     "notes": "local conditioning: the fast sampler with and without frames; a notes model's pitch accuracy",
     "judge": "are the tags obeyed? a tag-conditioned model's clips classified by instrument, or as noise",
+    "card": "the figures of a model's card: spectrograms of its clips per tag (or per melody), and the wavs",
 }
 
 
