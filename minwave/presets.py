@@ -68,7 +68,7 @@ PRESETS: dict[str, Preset] = {
     for p in [
         Preset(
             name="tiny",
-            description="1 × (1…128) stack, 16 channels: tonal audio from the built-in music in about 3 minutes on a CPU",
+            description="1 × (1…128) stack, 16 channels: tonal audio from the built-in music in 2-3 minutes on a CPU",
             model=dict(
                 stacks=1,
                 layers_per_stack=8,

@@ -38,7 +38,7 @@ import numpy as np
 import soundfile as sf
 
 DATASET_NAME = "builtin-music"
-DATASET_VERSION = 3  # bump when the files change, so old caches are not reused (2: notes.csv per clip; 3: 40 clips per instrument)
+DATASET_VERSION = 3  # bump when the files change, so old caches are not reused (2: notes.csv; 3: 40 clips each)
 SEED = 20240517
 INSTRUMENTS = ("pluck", "organ", "bell")
 CLIPS_PER_INSTRUMENT = 40  # 40 × 3 clips of 3.5-6 s: 592 s of music (12 gave 177 s, too few pitches to generalise)

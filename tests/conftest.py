@@ -54,3 +54,20 @@ def cfg(tmp_path):
     path = tmp_path / "cfg.json"
     path.write_text(json.dumps(TEST_CONFIG))
     return path
+
+
+def two_step_runs(tmp_path_factory, name: str, config: dict, variants: dict[str, list[str]]) -> dict:
+    """Train one 2-step run per variant (extra command-line options) on the built-in music, with `config`
+    as the --config file; returns {variant: run folder}. For module-scoped fixtures: read only."""
+    from minwave.cli import train  # the test session's package, imported when a fixture needs it
+
+    folder = tmp_path_factory.mktemp(name)
+    path = folder / "cfg.json"
+    path.write_text(json.dumps(config))
+    out = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MINWAVE_CACHE", str(tmp_path_factory.getbasetemp() / "minwave-cache"))
+        for variant, extra in variants.items():
+            out[variant] = folder / f"run-{variant}"
+            assert train.main(["--config", str(path), "--steps", "2", *extra, "--out", str(out[variant])]) == 0
+    return out

@@ -9,12 +9,11 @@ from types import SimpleNamespace
 
 import pytest
 import soundfile as sf
-from conftest import TEST_CONFIG
+from conftest import TEST_CONFIG, two_step_runs
 
 from minwave.bench.__main__ import main as bench_main
 from minwave.bench.card import unseen_clips
 from minwave.bench.notes import MELODIES
-from minwave.cli import train
 from minwave.data import load_dataset, split_by_file
 from minwave.synth import ensure_builtin_dataset
 
@@ -24,17 +23,7 @@ pytestmark = pytest.mark.usefixtures("builtin_cache")
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """A tag-conditioned and a notes-conditioned 2-step run on the built-in music (read only)."""
-    base = tmp_path_factory.getbasetemp()
-    folder = tmp_path_factory.mktemp("card")
-    cfg = folder / "cfg.json"
-    cfg.write_text(json.dumps(TEST_CONFIG))
-    out = {}
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MINWAVE_CACHE", str(base / "minwave-cache"))
-        for kind, extra in (("tags", []), ("notes", ["--condition", "notes"])):
-            out[kind] = folder / f"run-{kind}"
-            assert train.main(["--config", str(cfg), "--steps", "2", *extra, "--out", str(out[kind])]) == 0
-    return out
+    return two_step_runs(tmp_path_factory, "card", TEST_CONFIG, {"tags": [], "notes": ["--condition", "notes"]})
 
 
 def card(capsys, *argv) -> dict:

@@ -8,11 +8,10 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import TEST_CONFIG
+from conftest import TEST_CONFIG, two_step_runs
 from test_cli import run_generate, run_train, the_error, tone
 
 from minwave import checkpoint, conditioning
-from minwave.cli import train
 
 pytestmark = pytest.mark.usefixtures("builtin_cache")
 
@@ -22,18 +21,8 @@ CFG = {**TEST_CONFIG, "sample_seconds": 0.05}
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """A notes-conditioned and a mel-conditioned 2-step run on the built-in music (read only)."""
-    base = tmp_path_factory.getbasetemp()
-    folder = tmp_path_factory.mktemp("local")
-    cfg = folder / "cfg.json"
-    cfg.write_text(json.dumps(CFG))
-    out = {}
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MINWAVE_CACHE", str(base / "minwave-cache"))
-        for source in ("notes", "mel"):
-            out[source] = folder / source
-            argv = ["--config", str(cfg), "--steps", "2", "--condition", source, "--out", str(out[source])]
-            assert train.main(argv) == 0
-    return out
+    variants = {source: ["--condition", source] for source in ("notes", "mel")}
+    return two_step_runs(tmp_path_factory, "local", CFG, variants)
 
 
 def test_checkpoints_carry_the_conditioning(runs):

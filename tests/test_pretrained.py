@@ -10,8 +10,8 @@ import pytest
 import soundfile as sf
 
 import minwave
-from minwave import generate as generate_codes
 from minwave import conditioning, pretrained
+from minwave import generate as generate_codes
 from minwave.checkpoint import CheckpointError
 from minwave.cli import train
 from minwave.cli.generate import main as generate_main

@@ -4,8 +4,8 @@ unigram baseline, NaN / out-of-memory / Ctrl-C handling, presets and how setting
 from __future__ import annotations
 
 import json
-import re
 import math
+import re
 from pathlib import Path
 
 import numpy as np
