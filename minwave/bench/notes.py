@@ -86,7 +86,9 @@ def pitch_report(checkpoint_path: str, seed: int = 0, reference: bool = True, te
         notes = conditioning.parse_melody(melody)
         n = int(round((conditioning.notes_duration_s(notes) + conditioning.NOTES_TAIL_S) * rate))
         frames = conditioning.note_features(notes, n, c.cond_hop, rate)
-        codes = generate(ckpt.model, n, tags=ckpt.tag_vector([tag]), cond=frames, seed=seed, temperature=temperature)
+        codes = generate(
+            ckpt.generation_model(), n, tags=ckpt.tag_vector([tag]), cond=frames, seed=seed, temperature=temperature
+        )
         audio = mulaw_decode(codes[0], c.quantization_channels)
         accuracy, judged = pitch_accuracy(audio, rate, notes)
         q = quality(audio, rate)
@@ -134,7 +136,9 @@ def vocode_report(checkpoint_path: str, baseline_path: str | None = None, second
         original = load_audio(root / clip.path, rate)[: int(seconds * rate)]
         spectrogram = conditioning.mel_features(original, rate, c.cond_hop, c.cond_channels)  # (F, M)
         tags = ckpt.tag_vector(list(clip.tags))
-        again = mulaw_decode(generate(ckpt.model, len(original), tags=tags, cond=spectrogram, seed=seed)[0])
+        again = mulaw_decode(
+            generate(ckpt.generation_model(), len(original), tags=tags, cond=spectrogram, seed=seed)[0]
+        )
         distance = np.abs(conditioning.mel_features(again, rate, c.cond_hop, c.cond_channels) - spectrogram)
         row = {
             "clip": clip.path,
@@ -144,7 +148,9 @@ def vocode_report(checkpoint_path: str, baseline_path: str | None = None, second
         }
         if baseline is not None:
             free = mulaw_decode(
-                generate(baseline.model, len(original), tags=baseline.tag_vector(list(clip.tags)), seed=seed)[0]
+                generate(
+                    baseline.generation_model(), len(original), tags=baseline.tag_vector(list(clip.tags)), seed=seed
+                )[0]
             )
             row["periodicity_tag_only_free_running"] = quality(free, rate).periodicity
             row["log_mel_distance_tag_only"] = float(
