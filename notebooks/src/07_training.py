@@ -86,7 +86,7 @@ print(inspect.getsource(minwave.Adam.step))
 # %%
 run_dir = Path("runs") / f"notebook07-{time.strftime('%Y%m%d-%H%M%S')}"
 args = ["--preset", "tiny", "--out", str(run_dir), "--seed", "0"]
-legs = [10, 20, 30] if QUICK else [100, 200, 400]  # the step at the end of each leg (tiny preset: 400)
+legs = [20, 40, 60] if QUICK else [100, 200, 400]  # the step at the end of each leg (the preset's own: 2000)
 if QUICK:
     args += [
         "--batch-size",
@@ -101,6 +101,8 @@ if QUICK:
         "5",
         "--sample-seconds",
         "0",
+        "--warmup",
+        "5",  # the preset warms up for 100 steps, longer than the whole quick run
     ]
 listen_seconds = 0.25 if QUICK else 2.0
 at_checkpoint = {}  # step -> (3, n) generated audio, one row per tag
