@@ -126,13 +126,14 @@ if not QUICK:
 # One stream per tag, next to a real held-out clip of that instrument: listen to each pair.
 
 # %%
-seconds = 0.5 if QUICK else 3.0
+seconds = 0.5 if QUICK else 2.0
 n = int(seconds * dataset.sample_rate)
 per_tag = 2  # streams per tag, for the judge below
 tag_rows = np.repeat(np.eye(dataset.n_tags, dtype=np.float32), per_tag, axis=0)  # (6, 3)
 generated = minwave.mulaw_decode(minwave.generate(model, n, batch=len(tag_rows), tags=tag_rows, seed=0))  # (6, n)
 
-fig, axes = plt.subplots(2, dataset.n_tags, figsize=(13, 5), sharex=True, sharey=True)
+fig, axes = plt.subplots(2, dataset.n_tags, figsize=(13, 5), sharex=True, sharey=True, dpi=50)  # noise-like
+# spectrograms do not compress: a low resolution keeps the notebook small
 for col, tag in enumerate(dataset.tag_vocab):
     real = minwave.mulaw_decode(next(c for c in valid_clips if tag in c.tags).codes[:n])
     fake = generated[col * per_tag]
@@ -257,19 +258,20 @@ plt.show()
 #
 # The package ships a tag-conditioned model trained for longer on the same music (`docs/pretrained.md`:
 # the command, the machine, the figures). The same judge scores it, and each instrument plays twice:
-# first a held-out real clip, then the shipped model's clip for that tag, with both spectrograms.
+# first a held-out real clip, then the shipped model's clip for that tag (one player each), with both
+# spectrograms.
 
 # %%
 shipped = minwave.load_pretrained("builtin-music")
 assert shipped.tag_vocab == dataset.tag_vocab
-shipped_seconds = 1.0 if QUICK else 4.0
+shipped_seconds = 1.0 if QUICK else 2.0
 one_per_tag = np.eye(dataset.n_tags, dtype=np.float32)
 n_shipped = int(shipped_seconds * dataset.sample_rate)
 shipped_clips = minwave.mulaw_decode(minwave.generate(shipped.model, n_shipped, batch=dataset.n_tags, tags=one_per_tag))
 real_clips = {
     tag: next(minwave.mulaw_decode(c.codes) for c in valid_clips if c.tags[0] == tag) for tag in dataset.tag_vocab
 }  # held out from training
-fig, axes = plt.subplots(2, dataset.n_tags, figsize=(12, 5), sharey=True)
+fig, axes = plt.subplots(2, dataset.n_tags, figsize=(12, 5), sharey=True, dpi=50)
 for i, tag in enumerate(dataset.tag_vocab):
     for row, (who, clip) in enumerate([("real", real_clips[tag]), ("shipped model", shipped_clips[i])]):
         clip = clip[: int(shipped_seconds * dataset.sample_rate)]
@@ -278,10 +280,10 @@ for i, tag in enumerate(dataset.tag_vocab):
                          f"periodicity {quality(clip, dataset.sample_rate).periodicity:.2f}")  # fmt: skip
 plt.tight_layout()
 plt.show()
+gap = np.zeros(int(0.3 * dataset.sample_rate))  # a short silence between the two
 for i, tag in enumerate(dataset.tag_vocab):
-    print(f"{tag}: real, then the shipped model")
-    display(Audio(real_clips[tag][: int(shipped_seconds * dataset.sample_rate)], rate=dataset.sample_rate))
-    display(Audio(shipped_clips[i], rate=dataset.sample_rate))
+    print(f"{tag}: {shipped_seconds:.0f} s of a real clip, then {shipped_seconds:.0f} s of the shipped model")
+    display(Audio(np.concatenate([real_clips[tag][:n_shipped], gap, shipped_clips[i]]), rate=dataset.sample_rate))
 
 # %% [markdown]
 # Two measurements, two questions. The loss with wrong tags shows whether the model *uses* the tag:
