@@ -143,9 +143,24 @@ def train_step(model: WaveNet, optimizer: Adam, batch: tuple, comm=None, inputs=
     return loss, optimizer.step(model.params, grads)
 
 
-def noisy_codes(x: np.ndarray, n: int, quantization_channels: int, rng: np.random.Generator) -> np.ndarray:
-    """x (B, T) codes, each moved by a uniform random integer in [-n, n], kept within 0 … Q-1."""
-    return np.clip(x + rng.integers(-n, n + 1, x.shape), 0, quantization_channels - 1)
+def noisy_codes(
+    x: np.ndarray,
+    n: int,
+    quantization_channels: int,
+    rng: np.random.Generator,
+    rows: slice | None = None,
+    batch_size: int = 0,
+) -> np.ndarray:
+    """x (B, T) codes, each moved by a uniform random integer in [-n, n], kept within 0 … Q-1.
+
+    With data-parallel ranks x is rows `rows` of a global batch of batch_size rows (data.BatchSampler's
+    shard): the noise is drawn for the whole batch and this rank's rows taken, so N ranks move every code
+    exactly as one process does.
+    """
+    if rows is None:
+        rows, batch_size = slice(0, len(x)), len(x)
+    noise = rng.integers(-n, n + 1, (batch_size, x.shape[1]))[rows]  # (B, T) drawn, this rank's rows kept
+    return np.clip(x + noise, 0, quantization_channels - 1)
 
 
 @contextlib.contextmanager
@@ -475,9 +490,10 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
             drawn = sampler.sample()  # x (B, segment + RF), tags[, cond]: host arrays
             batch = device_batch(drawn, backend, cond_offset)  # the arguments of loss_and_grads
             inputs = None  # what the network reads instead of x: noisy codes with --input-noise
-            if s["input_noise"]:  # a generator of the step alone (and the rank): resume stays exact
-                rng = np.random.default_rng((s["seed"], step, comm.rank))
-                inputs = backend.asarray(noisy_codes(drawn[0], s["input_noise"], Q, rng))
+            if s["input_noise"]:  # a generator of the step alone: resume stays exact, any number of ranks
+                rng = np.random.default_rng((s["seed"], step, 0))
+                noisy = noisy_codes(drawn[0], s["input_noise"], Q, rng, sampler.rows, sampler.batch_size)
+                inputs = backend.asarray(noisy)
             optimizer.lr = scheduled_lr(step + 1, s["lr"], s["warmup"], s["lr_half_life"])  # optim.py
             loss, norm = train_step(model, optimizer, batch, comm, inputs)
             if not math.isfinite(loss):  # no update was made: the parameters are still the good ones

@@ -229,11 +229,11 @@ def test_builtin_clips_come_with_their_notes(builtin_cache):
     """Every built-in clip has a notes.csv, and an organ note's spectrum peaks at the note's pitch."""
     import soundfile as sf
 
-    from minwave.synth import ensure_builtin_dataset, midi_to_hz
+    from minwave.synth import CLIPS_PER_INSTRUMENT, INSTRUMENTS, ensure_builtin_dataset, midi_to_hz
 
     folder = ensure_builtin_dataset()
     wavs = sorted(folder.glob("*.wav"))
-    assert len(wavs) == 36
+    assert len(wavs) == len(INSTRUMENTS) * CLIPS_PER_INSTRUMENT
     checked = 0
     for wav in wavs:
         notes = cond.read_notes(cond.notes_path_for(wav))

@@ -344,3 +344,14 @@ def test_model_config_of_a_run(tmp_path, cfg, capsys):
     config = checkpoint.load(run_dir).config
     expected = {k: v for k, v in TEST_CONFIG.items() if k in WaveNetConfig.__dataclass_fields__}
     assert {k: getattr(config, k) for k in expected} == expected
+
+
+def test_input_noise_of_the_ranks_adds_up_to_one_process():
+    """--input-noise with N ranks moves every code exactly as one process does (rows of one drawn batch)."""
+    x = np.random.default_rng(1).integers(0, 256, (4, 50))
+    whole = train.noisy_codes(x, 3, 256, np.random.default_rng(7))
+    halves = [
+        train.noisy_codes(x[rows], 3, 256, np.random.default_rng(7), rows, 4) for rows in (slice(0, 2), slice(2, 4))
+    ]
+    np.testing.assert_array_equal(np.concatenate(halves), whole)
+    assert 0 < np.abs(whole - x).max() <= 3 and whole.min() >= 0 and whole.max() <= 255
