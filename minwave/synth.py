@@ -8,7 +8,8 @@ exactly like a folder of your own recordings:
         bell_00.wav ... bell_39.wav  organ_00.wav ...  pluck_39.wav
         bell_00.notes.csv ...        the score of each clip: onset_s,duration_s,midi_pitch (local conditioning)
         tags.csv                     file,tags / pluck_03.wav,pluck / ...
-        manifest.json                written last: its presence marks the folder as complete
+        .manifest.json               written last: its presence marks the folder as complete (hidden, so
+                                     data.py does not report it as a file that is not audio)
 
 The instruments are chosen to be easy to tell apart by ear and by spectrum:
 
@@ -43,7 +44,7 @@ SEED = 20240517
 INSTRUMENTS = ("pluck", "organ", "bell")
 CLIPS_PER_INSTRUMENT = 40  # 40 × 3 clips of 3.5-6 s: 592 s of music (12 gave 177 s, too few pitches to generalise)
 PEAK = 0.8  # peak-normalise every clip to this absolute amplitude
-MANIFEST = "manifest.json"
+MANIFEST = ".manifest.json"  # hidden: a folder scan (data.py) skips it, so loading the music warns of nothing
 NOTES_SUFFIX = ".notes.csv"  # pluck_03.wav's score is pluck_03.notes.csv (conditioning.NOTES_SUFFIX)
 
 # Scale steps in semitones above the root, one octave.

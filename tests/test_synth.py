@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 import time
 
 import numpy as np
@@ -147,3 +148,11 @@ def test_pluck_is_in_tune(freq):
     f = np.fft.rfftfreq(n, 1 / 16000)
     near = (f > 0.8 * freq) & (f < 1.2 * freq)
     assert abs(f[near][np.argmax(spectrum[near])] - freq) < 0.5
+
+
+def test_loading_the_built_in_music_warns_of_nothing(built):
+    folder, _ = built
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a DataWarning (e.g. "files that are not audio") would fail here
+        dataset = load_dataset(folder)
+    assert len(dataset.clips) == len(list(folder.glob("*.wav")))
