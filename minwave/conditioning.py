@@ -108,6 +108,11 @@ def notes_duration_s(notes: Sequence[Note]) -> float:
     return max((n.onset_s + n.duration_s for n in notes), default=0.0)
 
 
+def notes_samples(notes: Sequence[Note], sample_rate: int) -> int:
+    """How much audio playing `notes` takes: until the last note ends, plus NOTES_TAIL_S of release."""
+    return int(round((notes_duration_s(notes) + NOTES_TAIL_S) * sample_rate))
+
+
 def _check_pitch(pitch, what: str) -> int:
     if int(pitch) != pitch or not PITCH_LOW <= pitch <= PITCH_HIGH:
         raise ConditioningError(

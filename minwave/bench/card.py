@@ -42,7 +42,7 @@ import numpy as np
 
 from .. import checkpoint, conditioning, pretrained
 from ..cli.errors import ArgumentParser, UsageError, run_cli
-from ..data import load_dataset, split_by_file
+from ..data import Clip, load_dataset, split_by_file
 from ..files import atomic_write, atomic_write_audio
 from ..memory import check_fits, generation_bytes
 from ..mulaw import mulaw_decode
@@ -51,7 +51,7 @@ from ..sampling import generate
 from ..settings import non_negative_float, non_negative_int, positive_float
 from ..synth import ensure_builtin_dataset, midi_to_hz
 from ..threads import set_blas_threads
-from .notes import MELODIES, pitch_accuracy
+from .notes import MELODIES, pitch_accuracy, play_notes
 
 PROG = "minwave.bench card"
 DEFAULT_SECONDS = 4.0  # per tag, for a tag-conditioned model
@@ -72,8 +72,6 @@ def unseen_clips(dataset, ckpt) -> list:
     trained = set()
     fingerprint = ckpt.train_args.get("data_fingerprint") or []  # [path, samples, hash, tags] per file
     if len(fingerprint) > 1:
-        from ..data import Clip
-
         files = [Clip(path=row[0], codes=np.zeros(0, np.int64), tags=tuple(row[3])) for row in fingerprint]
         train_files, _ = split_by_file(files, valid_fraction, seed)
         by_path = {row[0]: row for row in fingerprint}
@@ -189,7 +187,7 @@ def notes_card(ckpt, name: str, out: Path, seconds: float | None, seed: int, tem
     from matplotlib.figure import Figure
 
     config = ckpt.config
-    rate, q = config.sample_rate, config.quantization_channels
+    rate = config.sample_rate
     tags = [t for t in ckpt.tag_vocab if t in MELODIES]
     if not tags:
         raise UsageError(
@@ -207,14 +205,12 @@ def notes_card(ckpt, name: str, out: Path, seconds: float | None, seed: int, tem
     rows, clips = {}, []
     for tag in tags:
         notes = conditioning.parse_melody(MELODIES[tag])
-        n = int(round((conditioning.notes_duration_s(notes) + conditioning.NOTES_TAIL_S) * rate))  # generate's rule
+        n = conditioning.notes_samples(notes, rate)  # generate's rule
         if seconds is not None:
             n = min(n, max(1, int(round(seconds * rate))))  # its first --seconds; notes past the end are cut
         check_fits(generation_bytes(1, n), f"{n / rate:.2f} s at {rate} Hz", "give fewer --seconds")
-        frames = conditioning.note_features(notes, n, config.cond_hop, rate)  # (F, C)
         say(f"{tag} plays {MELODIES[tag]!r}: {n / rate:.2f} s at {rate} Hz (step {ckpt.step}) ...")
-        codes = generate(model, n, tags=ckpt.tag_vector([tag]), cond=frames, seed=seed, temperature=temperature)
-        audio = mulaw_decode(np.asarray(codes)[0], q).astype(np.float32)  # (n,)
+        audio = play_notes(model, notes, n, ckpt.tag_vector([tag]), seed, temperature)  # (n,)
         wav = atomic_write_audio(out / f"{name}_{tag}.wav", audio, rate)
         accuracy, judged = pitch_accuracy(audio, rate, notes) if has_librosa else (None, None)
         rows[tag] = {

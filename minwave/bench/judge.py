@@ -28,7 +28,7 @@ from collections import Counter
 import numpy as np
 
 from .. import checkpoint, pretrained
-from ..data import load_dataset
+from ..data import load_dataset, multi_hot
 from ..judge import NOISE, build_judge
 from ..model import WaveNet
 from ..mulaw import mulaw_decode
@@ -48,9 +48,9 @@ def judge_model(model, tag_vocab: list[str], judge, clips: int, seconds: float, 
     n = max(1, int(round(seconds * rate)))
     report, verdicts_all = {}, []
     for tag in tag_vocab:
-        vector = np.zeros(len(tag_vocab), dtype=np.float32)
-        vector[tag_vocab.index(tag)] = 1.0
-        codes = generate(model, n, batch=clips, tags=vector, temperature=temperature, seed=seed)  # (clips, n)
+        codes = generate(
+            model, n, batch=clips, tags=multi_hot([tag], tag_vocab), temperature=temperature, seed=seed
+        )  # (clips, n)
         audio = mulaw_decode(np.asarray(codes), q)  # (clips, n)
         said = [judge.classify_clip(a) for a in audio]
         verdicts_all += [(tag, s) for s in said]

@@ -58,14 +58,24 @@ def pitch_accuracy(audio: np.ndarray, sample_rate: int, notes, hop: int = 256) -
     return float(np.mean(np.abs(cents) <= TOLERANCE_CENTS)), int(judged.sum())
 
 
+def play_notes(model, notes, n: int, tag_vector, seed: int = 0, temperature: float = 1.0) -> np.ndarray:
+    """The model plays `notes` for n samples with a tag, as `generate --melody` does -> float32 audio (n,)."""
+    from .. import conditioning
+    from ..mulaw import mulaw_decode
+    from ..sampling import generate
+
+    c = model.config
+    frames = conditioning.note_features(notes, n, c.cond_hop, c.sample_rate)  # (F, C)
+    codes = generate(model, n, tags=tag_vector, cond=frames, seed=seed, temperature=temperature)
+    return mulaw_decode(np.asarray(codes)[0], c.quantization_channels).astype(np.float32)
+
+
 def pitch_report(checkpoint_path: str, seed: int = 0, reference: bool = True, temperature: float = 1.0) -> dict:
     """Pitch accuracy and periodicity of the model's rendering of MELODIES, per tag (and of the data)."""
     import soundfile as sf
 
     from .. import checkpoint, conditioning
-    from ..mulaw import mulaw_decode
     from ..quality import quality
-    from ..sampling import generate
     from ..synth import ensure_builtin_dataset
 
     ckpt = checkpoint.load(checkpoint_path)
@@ -80,16 +90,14 @@ def pitch_report(checkpoint_path: str, seed: int = 0, reference: bool = True, te
         "temperature": temperature,
     }
     report["tags"] = {}
+    model = ckpt.generation_model()  # the averaged weights, built once
     for tag, melody in MELODIES.items():
         if tag not in ckpt.tag_vocab:
             continue
         notes = conditioning.parse_melody(melody)
-        n = int(round((conditioning.notes_duration_s(notes) + conditioning.NOTES_TAIL_S) * rate))
-        frames = conditioning.note_features(notes, n, c.cond_hop, rate)
-        codes = generate(
-            ckpt.generation_model(), n, tags=ckpt.tag_vector([tag]), cond=frames, seed=seed, temperature=temperature
+        audio = play_notes(
+            model, notes, conditioning.notes_samples(notes, rate), ckpt.tag_vector([tag]), seed, temperature
         )
-        audio = mulaw_decode(codes[0], c.quantization_channels)
         accuracy, judged = pitch_accuracy(audio, rate, notes)
         q = quality(audio, rate)
         report["tags"][tag] = {"pitch_accuracy": accuracy, "judged_frames": judged, "periodicity": q.periodicity}

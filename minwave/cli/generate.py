@@ -233,7 +233,7 @@ def local_conditioning(args, config) -> tuple[np.ndarray | None, int | None]:
     except (conditioning.ConditioningError, DataError) as exc:
         message = str(exc)
         raise UsageError(message if message.startswith(option) else f"{option}: {message}") from None
-    n = int(round((conditioning.notes_duration_s(notes) + conditioning.NOTES_TAIL_S) * rate))
+    n = conditioning.notes_samples(notes, rate)
     try:
         return conditioning.note_features(notes, n, hop, rate), n
     except conditioning.ConditioningError as exc:
