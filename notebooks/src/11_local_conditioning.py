@@ -185,7 +185,7 @@ print(f"moved notes    {bits(2):.3f} bits/sample (the score moved by 2 frames)")
 # %%
 melody = "C4:0.4 E4:0.4 G4:0.4 C5:0.8 G4:0.4 E4:0.4 C4:0.8"
 tune = conditioning.parse_melody(melody)
-n = int((conditioning.notes_duration_s(tune) + 0.25) * RATE)
+n = conditioning.notes_samples(tune, RATE)  # until the last note ends, plus 0.25 s (what generate --melody plays)
 frames = conditioning.note_features(tune, n, HOP, RATE)  # (F, 176)
 organ = dataset.tag_vector(["organ"])
 check = minwave.generate(model, 200, tags=organ, cond=frames, seed=0)
@@ -233,8 +233,7 @@ print(f"{hits:.0%} of the notes within ±50 cents; periodicity {quality(played, 
 # %%
 shipped = minwave.load_pretrained("builtin-music-notes")
 assert shipped.config.cond_hop == HOP and shipped.config.sample_rate == RATE
-shipped_seconds = 1.0 if QUICK else conditioning.notes_duration_s(tune) + 0.25
-n_shipped = int(shipped_seconds * RATE)
+n_shipped = int(1.0 * RATE) if QUICK else n  # the same length as above
 fig, axes = plt.subplots(1, 3, figsize=(14, 3.5), sharey=True)
 for ax, tag in zip(axes, ["organ", "pluck", "bell"]):
     octave = {"organ": 0, "pluck": -1, "bell": 1}[tag]  # each instrument in its own register
