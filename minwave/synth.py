@@ -4,7 +4,7 @@ No download: the first call to `ensure_builtin_dataset()` renders the clips with
 and writes them as ordinary 16-bit WAV files plus a `tags.csv`, so the folder is read by `data.py`
 exactly like a folder of your own recordings:
 
-    ~/.cache/minwave/builtin-music-v3-16000/
+    ~/.cache/minwave/builtin-music-v4-16000/
         bell_00.wav ... bell_39.wav  organ_00.wav ...  pluck_39.wav
         bell_00.notes.csv ...        the score of each clip: onset_s,duration_s,midi_pitch (local conditioning)
         tags.csv                     file,tags / pluck_03.wav,pluck / ...
@@ -20,7 +20,7 @@ The instruments are chosen to be easy to tell apart by ear and by spectrum:
             inharmonic; the modulation index and the amplitude both decay exponentially.
 
 Every clip is a melody on a musical scale (major, natural minor, major/minor pentatonic, dorian) with
-its own root note, tempo and rhythm, drawn from `np.random.default_rng([SEED, instrument, clip])`, so the
+its own key, tempo and rhythm, drawn from `np.random.default_rng([SEED, instrument, clip])`, so the
 files are byte-identical on every build (with the same NumPy/libsndfile; libm differences between
 machines could in principle flip the last bit of a 16-bit sample).
 
@@ -39,7 +39,8 @@ import numpy as np
 import soundfile as sf
 
 DATASET_NAME = "builtin-music"
-DATASET_VERSION = 3  # bump when the files change, so old caches are not reused (2: notes.csv; 3: 40 clips each)
+DATASET_VERSION = 4  # bump when the files change, so old caches are not reused (2: notes.csv; 3: 40 clips
+# each; 4: melodies cover each instrument's range evenly)
 SEED = 20240517
 INSTRUMENTS = ("pluck", "organ", "bell")
 CLIPS_PER_INSTRUMENT = 40  # 40 × 3 clips of 3.5-6 s: 592 s of music (12 gave 177 s, too few pitches to generalise)
@@ -55,8 +56,10 @@ SCALES = {
     "minor_pentatonic": (0, 3, 5, 7, 10),
     "dorian": (0, 2, 3, 5, 7, 9, 10),
 }
-# MIDI root notes each instrument is played around (pluck low, organ middle, bell high).
-REGISTERS = {"pluck": (43, 57), "organ": (50, 62), "bell": (67, 76)}
+# The lowest and highest MIDI note each instrument plays (pluck low, organ middle, bell high): two octaves
+# each, walked evenly, so every note of the range is heard for seconds, not fractions of one (version 3's
+# walks from a root piled up in the middle: the organ's C5 sounded for 0.4 s of 190 s).
+REGISTERS = {"pluck": (36, 60), "organ": (53, 77), "bell": (67, 91)}
 
 
 def default_cache_dir() -> Path:
@@ -147,23 +150,28 @@ def midi_to_hz(note: float) -> float:
 def random_melody(rng: np.random.Generator, instrument: str) -> list[tuple[int, float]]:
     """A short melody: [(midi_note, duration_s), ...], about 3.5-4.5 s of notes.
 
-    A random walk over the degrees of a random scale (mostly steps, sometimes leaps), note lengths
-    drawn from {1/2, 1, 3/2, 2} beats at a random tempo, ending on the root for a sense of closure.
+    A random walk over the notes of a random scale (random key) inside the instrument's REGISTERS range:
+    mostly steps, sometimes leaps, reflected at the range's ends, from a uniformly drawn first note, so
+    the walk visits the whole range evenly. Note lengths are drawn from {1/2, 1, 3/2, 2} beats at a random
+    tempo; the melody ends on the key's root nearest its last note, held, for a sense of closure.
     """
     scale = SCALES[list(SCALES)[rng.integers(len(SCALES))]]
+    key = int(rng.integers(12))  # pitch class of the root
     low, high = REGISTERS[instrument]
-    root = int(rng.integers(low, high + 1))
+    allowed = [p for p in range(low, high + 1) if (p - key) % 12 in scale]  # the scale's notes in range
     beat_s = 60.0 / rng.uniform(80, 150)
     target_s = rng.uniform(3.5, 4.5)
-    degrees = len(scale)
+    last = len(allowed) - 1
 
-    notes, degree, total_s = [], 0, 0.0
+    notes, i, total_s = [], int(rng.integers(len(allowed))), 0.0
     while total_s < target_s:
         beats = rng.choice([0.5, 1.0, 1.0, 1.0, 1.5, 2.0])
-        notes.append((root + 12 * (degree // degrees) + scale[degree % degrees], beats * beat_s))
+        notes.append((allowed[i], beats * beat_s))
         total_s += beats * beat_s
-        step = rng.choice([-2, -1, -1, 1, 1, 2, 3, -3])
-        degree = int(np.clip(degree + step, -2, degrees + 2))  # stay within about 1.5 octaves
+        i += int(rng.choice([-2, -1, -1, 1, 1, 2, 3, -3]))
+        i = abs(i) if i < 0 else (2 * last - i if i > last else i)  # reflect at the range's ends
+    roots = [p for p in allowed if (p - key) % 12 == 0]
+    root = min(roots, key=lambda p: abs(p - notes[-1][0]))
     notes[-1] = (root, max(notes[-1][1], 2 * beat_s))  # resolve to the root, held
     return notes
 
@@ -227,7 +235,9 @@ def pluck_note(f0: float, duration_s: float, sample_rate: int, rng: np.random.Ge
     The loop filter (c0, c1, c2) is the two-point average (1/2, 1/2), which low-passes the string
     on every trip round the loop, convolved with a linear-interpolation fractional delay (1-d, d) that
     tunes the loop: its delay N + 1/2 + d equals the period sample_rate / f0 exactly. x is one period
-    of noise (the pluck). g < 1 sets the decay.
+    of noise (the pluck). g < 1 sets the decay: g = 0.996^(147 Hz / f0) loses the same 5 dB per second
+    at every pitch (a fixed g would lose f0 · 20 log10(1/g) dB per second: an E4 would die within a
+    held note).
 
     The recursion only looks N or more samples back, so a whole block of N samples can be computed
     at once from the blocks before it: one NumPy operation per period, no per-sample Python loop.
@@ -235,7 +245,8 @@ def pluck_note(f0: float, duration_s: float, sample_rate: int, rng: np.random.Ge
     period = sample_rate / f0
     N = int(np.floor(period - 0.5))
     d = period - 0.5 - N  # fractional part, in [0, 1)
-    c = np.convolve([0.5, 0.5], [1.0 - d, d]) * 0.996  # (3,) loop filter with loss g
+    g = 0.996 ** (midi_to_hz(50) / f0)  # per trip round the loop; D3 = 147 Hz keeps 0.996
+    c = np.convolve([0.5, 0.5], [1.0 - d, d]) * g  # (3,) loop filter with loss g
     total = int(round((duration_s + 0.05) * sample_rate))
 
     pad = N + 2  # zeros before the note so y[n-N-2] exists for n = 0

@@ -102,13 +102,15 @@ def test_instruments_are_spectrally_distinct(built):
             centroids[name].append((f * power).sum() / power.sum())
     features, labels = np.array(features), np.array(labels)
     # Leave-one-out nearest class mean: a clip's spectrum is closest to its own instrument's, for all but
-    # a few of the 120 clips (a long-average spectrum is a crude feature; minwave/judge.py's gets 100 %).
+    # a few of the 120 clips (a long-average spectrum is a crude feature that also follows pitch: since
+    # dataset v4 the organ's top notes and the bell's bottom ones overlap, and 8 high organ melodies and
+    # one low bell melody land nearer the other's mean; minwave/judge.py's features get 100 %).
     right = []
     for i in range(len(features)):
         others = np.arange(len(features)) != i
         means = [features[others & (labels == k)].mean(axis=0) for k in range(len(INSTRUMENTS))]
         right.append(np.argmin([np.sum((features[i] - m) ** 2) for m in means]) == labels[i])
-    assert np.mean(right) >= 0.97, f"{np.mean(right):.0%} of the clips nearest their own instrument"
+    assert np.mean(right) >= 0.9, f"{np.mean(right):.0%} of the clips nearest their own instrument"
     # The organ (few low harmonics) is darker than the bright pluck attack and the FM bell.
     assert max(centroids["organ"]) < min(centroids["pluck"] + centroids["bell"])
 
