@@ -42,6 +42,7 @@ DATASET_NAME = "builtin-music"
 DATASET_VERSION = 4  # bump when the files change, so old caches are not reused (2: notes.csv; 3: 40 clips
 # each; 4: melodies cover each instrument's range evenly)
 SEED = 20240517
+COMPOSE_SEED = 20240518  # compose()'s melodies: a stream the dataset never draws from
 INSTRUMENTS = ("pluck", "organ", "bell")
 CLIPS_PER_INSTRUMENT = 40  # 40 × 3 clips of 3.5-6 s: 592 s of music (12 gave 177 s, too few pitches to generalise)
 PEAK = 0.8  # peak-normalise every clip to this absolute amplitude
@@ -174,6 +175,28 @@ def random_melody(rng: np.random.Generator, instrument: str) -> list[tuple[int, 
     root = min(roots, key=lambda p: abs(p - notes[-1][0]))
     notes[-1] = (root, max(notes[-1][1], 2 * beat_s))  # resolve to the root, held
     return notes
+
+
+def compose(instrument: str, seconds: float, seed: int = 0) -> list[tuple[float, float, int]]:
+    """`seconds` of new melodies for `instrument`, one random_melody after another, as a score
+    [(onset_s, duration_s, midi_pitch), ...]; the last note is cut at `seconds`.
+
+    The melodies come from their own random stream (COMPOSE_SEED, seed), never one of the dataset's
+    (SEED, instrument, clip) streams, so what a notes model plays from `compose` is not a training clip.
+    `python -m minwave.generate --melody random` plays them.
+    """
+    if instrument not in REGISTERS:
+        raise ValueError(f"no built-in register for {instrument!r}: the composer knows {', '.join(INSTRUMENTS)}")
+    if not seconds > 0:
+        raise ValueError(f"seconds must be > 0, got {seconds}")
+    rng = np.random.default_rng([COMPOSE_SEED, int(seed)])
+    score, t = [], 0.0
+    while t < seconds:
+        for pitch, duration_s in random_melody(rng, instrument):
+            if t < seconds:
+                score.append((float(t), float(min(duration_s, seconds - t)), int(pitch)))
+            t += duration_s
+    return score
 
 
 def render_clip(instrument: str, rng: np.random.Generator, sample_rate: int) -> np.ndarray:

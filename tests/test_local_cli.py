@@ -54,6 +54,20 @@ def test_generate_plays_a_melody_as_long_as_its_notes(runs, capsys, tmp_path):
     np.testing.assert_array_equal(sf.read(again)[0], audio)  # the same notes, the same seed: the same audio
 
 
+def test_melody_random_plays_the_composers_melodies_for_seconds(runs, capsys, tmp_path):
+    takes = []
+    for seed in ("0", "0", "1"):
+        out = tmp_path / f"take{len(takes)}.wav"
+        args = ["--tags", "pluck", "--melody", "random", "--seconds", "0.3", "--seed", seed, "--out", out]
+        code, _, err = run_generate(capsys, "--checkpoint", runs["notes"], *args)
+        assert code == 0, err
+        audio, rate = sf.read(out)
+        assert len(audio) == round(0.3 * rate)  # exactly --seconds: the composer's last note is cut there
+        takes.append(audio)
+    np.testing.assert_array_equal(takes[0], takes[1])  # the same seed: the same melody and audio
+    assert not np.array_equal(takes[0], takes[2])
+
+
 def test_vocode_resynthesises_a_recording_of_its_length(runs, capsys, tmp_path):
     wav = tmp_path / "in.wav"
     sf.write(wav, tone(0.3, 440.0, 8000), 8000)  # another sample rate: resampled to the model's
@@ -75,6 +89,8 @@ def test_vocode_resynthesises_a_recording_of_its_length(runs, capsys, tmp_path):
         ("notes", ["--notes", "missing.csv"], "--notes: cannot read notes file missing.csv"),
         ("mel", ["--vocode", "missing.wav"], "--vocode: "),
         ("plain", ["--melody", "C4:1"], "--melody: this checkpoint has no local conditioning"),
+        ("notes", ["--melody", "random", "--tags", "organ,bell"], "--melody random: the composer writes for one"),
+        ("mel", ["--melody", "random"], r"conditioned on mel: pass --vocode IN.wav"),
     ],
 )
 def test_generate_rejects_what_does_not_fit(runs, capsys, monkeypatch, tmp_path, source, args, match):

@@ -12,7 +12,15 @@ import soundfile as sf
 from scipy.signal import welch
 
 from minwave.data import load_dataset, trim_silence
-from minwave.synth import DATASET_VERSION, INSTRUMENTS, MANIFEST, ensure_builtin_dataset, pluck_note
+from minwave.synth import (
+    DATASET_VERSION,
+    INSTRUMENTS,
+    MANIFEST,
+    REGISTERS,
+    compose,
+    ensure_builtin_dataset,
+    pluck_note,
+)
 
 
 @pytest.fixture(scope="module")
@@ -160,3 +168,16 @@ def test_loading_the_built_in_music_warns_of_nothing(built):
         warnings.simplefilter("error")  # a DataWarning (e.g. "files that are not audio") would fail here
         dataset = load_dataset(folder)
     assert len(dataset.clips) == len(list(folder.glob("*.wav")))
+
+
+def test_compose_writes_new_melodies_in_the_instruments_register():
+    score = compose("organ", 9.0, seed=0)
+    low, high = REGISTERS["organ"]
+    assert all(low <= pitch <= high for _, _, pitch in score)
+    onsets = [onset for onset, _, _ in score]
+    assert onsets[0] == 0 and onsets == sorted(onsets)  # one note after another, no gaps
+    assert all(np.isclose(o + d, n) for (o, d, _), n in zip(score, onsets[1:]))
+    assert np.isclose(score[-1][0] + score[-1][1], 9.0)  # the last note is cut at 9 s
+    assert compose("organ", 9.0, seed=0) == score and compose("organ", 9.0, seed=1) != score
+    with pytest.raises(ValueError, match="no built-in register for 'harp'"):
+        compose("harp", 1.0)

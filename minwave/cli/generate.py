@@ -4,11 +4,15 @@
     python -m minwave.generate --checkpoint runs/x/checkpoint.npz --batch 3 --temperature 0.9 --out take.wav
         # writes take_1.wav, take_2.wav, take_3.wav
     python -m minwave.generate --checkpoint runs/notes --tags organ --melody "C4:0.5 E4:0.5 G4:1" --out tune.wav
+    python -m minwave.generate --pretrained builtin-music-notes --tags pluck --melody random --seconds 8 --out pluck.wav
     python -m minwave.generate --checkpoint runs/mel --vocode speech.wav --out again.wav
 
 A model trained with --condition notes plays --notes FILE (a notes.csv or MIDI file) or --melody; one
 trained with --condition mel resynthesises --vocode IN.wav from its log-mel spectrogram. The output is
 as long as the conditioning (notes: until the last note ends, plus conditioning.NOTES_TAIL_S).
+`--melody random` asks the built-in composer (synth.compose: the random walks the built-in music is made
+of, from a stream of its own) for --seconds of new melodies in the register of the tag's instrument (one
+of the built-in tags pluck, organ, bell), a new one for each --seed.
 
 This file is only the command line (minwave/generate.py runs it under that name); the sampler itself
 is `minwave.generate(model, n_samples, ...)` in sampling.py (the Numba fast sampler by default). The
@@ -31,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import checkpoint, conditioning, pretrained
+from .. import checkpoint, conditioning, pretrained, synth
 from ..data import DataError, load_audio
 from ..files import atomic_write_audio, clean_stale_temporaries
 from ..memory import check_fits, generation_bytes
@@ -74,7 +78,7 @@ def build_parser() -> ArgumentParser:
         type=positive_float,
         metavar="SECONDS",
         help=f"length of each clip in seconds (default {DEFAULT_SECONDS:g}; with --notes, --melody or --vocode "
-        "the length follows them)",
+        "the length follows them, except for --melody random)",
     )
     local = parser.add_mutually_exclusive_group()
     local.add_argument(
@@ -87,7 +91,8 @@ def build_parser() -> ArgumentParser:
         "--melody",
         metavar='"C4:0.5 E4:0.5 G4:1"',
         help="for a model trained with --condition notes: NAME:SECONDS notes one after another "
-        "(C4, F#3, Bb2; R:SECONDS is a rest)",
+        "(C4, F#3, Bb2; R:SECONDS is a rest), or 'random': --seconds of new melodies from the built-in "
+        "composer for the tag's instrument",
     )
     local.add_argument(
         "--vocode",
@@ -148,18 +153,6 @@ def _main(argv: list[str] | None) -> int:
         raise UsageError("give either --checkpoint PATH (a run of yours) or --pretrained NAME (a shipped model)")
     ckpt = checkpoint.load(args.checkpoint) if args.pretrained is None else pretrained.load_pretrained(args.pretrained)
     rate = ckpt.sample_rate
-    frames, n_local = local_conditioning(args, ckpt.config)  # (F, C) frames and their samples, or None
-    if n_local is not None and args.seconds is not None:
-        raise UsageError(f"--seconds: the length follows the conditioning ({n_local / rate:.2f} s); drop --seconds")
-    seconds = args.seconds if args.seconds is not None else DEFAULT_SECONDS
-    n = n_local if n_local is not None else seconds * rate  # checked as a float first: 1e300 must not reach int()
-    check_fits(
-        generation_bytes(args.batch, n),
-        (f"--seconds {seconds:g}" if n_local is None else f"{n / rate:.2f} s")
-        + f" × --batch {args.batch} at {rate} Hz",
-        "generate fewer --seconds or a smaller --batch",
-    )
-    n = max(int(round(n)), 1)
     names = [t.strip() for t in args.tags.split(",") if t.strip()] if args.tags is not None else None
     if names == [] and ckpt.tag_vocab:
         raise UsageError(f"--tags: give at least one tag; known tags are {', '.join(ckpt.tag_vocab)}")
@@ -171,6 +164,19 @@ def _main(argv: list[str] | None) -> int:
     except ValueError as exc:
         raise UsageError(f"--tags: {exc}") from None
     tags = None if vector is None else np.tile(vector, (args.batch, 1))  # (B, G): the same tags per clip
+
+    frames, n_local = local_conditioning(args, ckpt.config, names)  # (F, C) frames and their samples, or None
+    if n_local is not None and args.seconds is not None and not is_random(args.melody):
+        raise UsageError(f"--seconds: the length follows the conditioning ({n_local / rate:.2f} s); drop --seconds")
+    seconds = args.seconds if args.seconds is not None else DEFAULT_SECONDS
+    n = n_local if n_local is not None else seconds * rate  # checked as a float first: 1e300 must not reach int()
+    check_fits(
+        generation_bytes(args.batch, n),
+        (f"--seconds {seconds:g}" if n_local is None else f"{n / rate:.2f} s")
+        + f" × --batch {args.batch} at {rate} Hz",
+        "generate fewer --seconds or a smaller --batch",
+    )
+    n = max(int(round(n)), 1)
 
     try:
         folder.mkdir(parents=True, exist_ok=True)  # before generating: a folder we cannot make fails now
@@ -204,11 +210,26 @@ def _main(argv: list[str] | None) -> int:
     return 0
 
 
-def local_conditioning(args, config) -> tuple[np.ndarray | None, int | None]:
+def is_random(melody: str | None) -> bool:
+    """--melody random: the built-in composer's melodies instead of given notes."""
+    return melody is not None and melody.strip().lower() == "random"
+
+
+def random_melody_notes(names: list[str] | None, seconds: float, seed: int) -> list[conditioning.Note]:
+    """--melody random -> synth.compose's score for the (one) tag's instrument, as notes."""
+    if not names or len(names) != 1 or names[0] not in synth.INSTRUMENTS:
+        raise UsageError(
+            f"--melody random: the composer writes for one built-in instrument ({', '.join(synth.INSTRUMENTS)}); "
+            f"got --tags {','.join(names or []) or '(none)'}. Give --melody NOTES or --notes FILE instead"
+        )
+    return [conditioning.Note(*note) for note in synth.compose(names[0], seconds, seed)]
+
+
+def local_conditioning(args, config, names: list[str] | None = None) -> tuple[np.ndarray | None, int | None]:
     """--notes / --melody / --vocode -> (frames (F, C), the samples they cover), or (None, None).
 
     Checks that the option fits the model: notes for a notes model, a recording for a mel model, and one
-    of them for any model trained with local conditioning.
+    of them for any model trained with local conditioning. `names`: the tags, for --melody random.
     """
     given = next((o for o in ("notes", "melody", "vocode") if getattr(args, o) is not None), None)
     option = f"--{given}"
@@ -226,6 +247,11 @@ def local_conditioning(args, config) -> tuple[np.ndarray | None, int | None]:
             if len(audio) == 0:
                 raise UsageError(f"--vocode: {args.vocode} holds no audio")
             return conditioning.mel_features(audio, rate, hop, config.cond_channels), len(audio)
+        if given == "melody" and is_random(args.melody):
+            seconds = args.seconds if args.seconds is not None else DEFAULT_SECONDS
+            notes = random_melody_notes(names, seconds, args.seed)
+            n = int(round(seconds * rate))  # exactly --seconds: the composer's last note is cut there
+            return conditioning.note_features(notes, n, hop, rate), n
         if given == "melody":
             notes = conditioning.parse_melody(args.melody)
         else:
