@@ -9,6 +9,7 @@ import soundfile as sf
 
 from minwave import WaveNet, WaveNetConfig, checkpoint, mulaw_decode, mulaw_encode
 from minwave.bench import judge as bench
+from minwave.conditioning import NOTE_CHANNELS
 from minwave.data import load_dataset, split_by_file
 from minwave.judge import NOISE, QUIET, VALID_FRACTION, Judge, build_judge, window_features, with_hiss
 from minwave.synth import ensure_builtin_dataset, midi_to_hz, organ_note, pluck_note
@@ -112,17 +113,18 @@ def test_build_judge_from_a_folder_of_your_own(tmp_path):
         build_judge(tmp_path, 8000)
 
 
-def tiny_checkpoint(path, n_tags=3):
+def tiny_checkpoint(path, n_tags=3, **local):
     config = WaveNetConfig(stacks=1, layers_per_stack=3, residual_channels=4, dilation_channels=4, skip_channels=8,
-                           quantization_channels=32, n_tags=n_tags)  # fmt: skip
+                           quantization_channels=32, n_tags=n_tags, **local)  # fmt: skip
     tags = ["bell", "organ", "pluck"][:n_tags]
     return checkpoint.save(path, WaveNet(config, seed=1), step=0, tag_vocab=tags)
 
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("builtin_cache")
-def test_the_benchmark_runs_end_to_end(tmp_path, capsys):
-    path = tiny_checkpoint(tmp_path / "tiny.npz")
+@pytest.mark.parametrize("local", [{}, {"condition": "notes", "cond_channels": NOTE_CHANNELS}], ids=["tags", "notes"])
+def test_the_benchmark_runs_end_to_end(tmp_path, capsys, local):
+    path = tiny_checkpoint(tmp_path / "tiny.npz", **local)  # a notes model plays synth.compose's melodies
     assert bench.main(["--checkpoint", str(path), "--clips", "1", "--seconds", "0.5"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["clips_per_tag"] == 1 and out["seconds"] == 0.5 and out["sample_rate"] == RATE
@@ -139,6 +141,9 @@ def test_the_benchmark_runs_end_to_end(tmp_path, capsys):
 def test_the_benchmark_refuses_an_untagged_model(tmp_path, capsys):
     path = tiny_checkpoint(tmp_path / "plain.npz", n_tags=0)
     with pytest.raises(SystemExit, match="has no tags"):
+        bench.main(["--checkpoint", str(path), "--clips", "1", "--seconds", "0.5"])
+    path = tiny_checkpoint(tmp_path / "mel.npz", condition="mel", cond_channels=80)
+    with pytest.raises(SystemExit, match="is conditioned on mel; give a tag-only or notes model"):
         bench.main(["--checkpoint", str(path), "--clips", "1", "--seconds", "0.5"])
     assert bench.main(["--checkpoint", str(tmp_path / "missing.npz")]) == 1
     assert capsys.readouterr().err.count("\n") == 1

@@ -1,6 +1,7 @@
 """Are the tags obeyed? `python -m minwave.bench judge`: a tag-conditioned model's clips, judged.
 
     python -m minwave.bench judge --pretrained builtin-music              # the shipped model
+    python -m minwave.bench judge --pretrained builtin-music-notes        # the notes model, new melodies
     python -m minwave.bench judge --checkpoint RUN --clips 8 --seconds 4 --temperature 1 --seed 0
 
 The judge (minwave.judge: nearest neighbours on loudness-free spectral features, with a noise class)
@@ -10,7 +11,8 @@ is fitted on the built-in music at the model's sample rate, its files split by d
 per class is printed first, since a judge that cannot tell the real clips apart proves nothing.
 
 Then, per tag, `--clips` clips of `--seconds` each from the model (the fast sampler, batch = --clips,
---temperature, --seed): the fraction the judge assigns to that tag (as_tag), the fraction it calls
+--temperature, --seed; a notes model plays clip k from synth.compose(tag, --seconds, seed + k), new
+melodies as `generate --melody random` plays them): the fraction the judge assigns to that tag (as_tag), the fraction it calls
 noise, how many clips it gave each verdict, and their median periodicity (minwave.quality). The same for an
 untrained WaveNet of the same config (seed BASELINE_SEED, another than the judge saw): the baseline a
 model must beat. Printed as one JSON object; docs/conditioning.md describes it.
@@ -27,31 +29,45 @@ from collections import Counter
 
 import numpy as np
 
-from .. import checkpoint, pretrained
+from .. import checkpoint, conditioning, pretrained
 from ..data import load_dataset, multi_hot
 from ..judge import NOISE, build_judge
 from ..model import WaveNet
 from ..mulaw import mulaw_decode
 from ..quality import quality
 from ..sampling import generate
-from ..synth import ensure_builtin_dataset
+from ..synth import compose, ensure_builtin_dataset
 from ..threads import set_blas_threads
 
 UNTRAINED_SEED = 100  # the untrained WaveNet whose output the judge learns as noise
 BASELINE_SEED = 7  # the untrained WaveNet judged as the baseline (not the one above)
 
 
+def play(model, tag: str, tag_vocab: list[str], clips: int, n: int, temperature: float, seed: int) -> np.ndarray:
+    """`clips` clips of n samples with `tag` -> audio (clips, n): one batch for a tag-only model; for a
+    notes model clip k plays synth.compose(tag, n / rate, seed + k), one clip at a time."""
+    config = model.config
+    tags = multi_hot([tag], tag_vocab)
+    if config.condition != "notes":
+        codes = generate(model, n, batch=clips, tags=tags, temperature=temperature, seed=seed)  # (clips, n)
+    else:
+        rows = []
+        for k in range(clips):
+            notes = [conditioning.Note(*note) for note in compose(tag, n / config.sample_rate, seed + k)]
+            frames = conditioning.note_features(notes, n, config.cond_hop, config.sample_rate)  # (F, C)
+            rows.append(np.asarray(generate(model, n, tags=tags, cond=frames, temperature=temperature, seed=seed + k))[0])
+        codes = np.stack(rows)  # (clips, n)
+    return mulaw_decode(np.asarray(codes), config.quantization_channels)
+
+
 def judge_model(model, tag_vocab: list[str], judge, clips: int, seconds: float, temperature: float, seed: int) -> dict:
     """Per tag: {'as_tag', 'noise', 'said' (clips per verdict), 'median_periodicity'} for `clips` clips
     of `seconds` generated with that tag, plus 'all': as_tag and noise over every clip."""
-    rate, q = model.config.sample_rate, model.config.quantization_channels
+    rate = model.config.sample_rate
     n = max(1, int(round(seconds * rate)))
     report, verdicts_all = {}, []
     for tag in tag_vocab:
-        codes = generate(
-            model, n, batch=clips, tags=multi_hot([tag], tag_vocab), temperature=temperature, seed=seed
-        )  # (clips, n)
-        audio = mulaw_decode(np.asarray(codes), q)  # (clips, n)
+        audio = play(model, tag, tag_vocab, clips, n, temperature, seed)  # (clips, n)
         said = [judge.classify_clip(a) for a in audio]
         verdicts_all += [(tag, s) for s in said]
         report[tag] = {
@@ -72,8 +88,8 @@ def report(ckpt, name: str, clips: int = 8, seconds: float = 4.0, temperature: f
     config = ckpt.config
     if not ckpt.tag_vocab:
         raise SystemExit(f"minwave.bench judge: {name} has no tags; the judge checks a tag-conditioned model")
-    if config.condition:
-        raise SystemExit(f"minwave.bench judge: {name} is conditioned on {config.condition}; give a tag-only model")
+    if config.condition not in ("", "notes"):
+        raise SystemExit(f"minwave.bench judge: {name} is conditioned on {config.condition}; give a tag-only or notes model")
     rate = config.sample_rate
     t0 = time.perf_counter()
     dataset = load_dataset(ensure_builtin_dataset(sample_rate=rate), rate, warn=lambda message: None)
@@ -83,13 +99,10 @@ def report(ckpt, name: str, clips: int = 8, seconds: float = 4.0, temperature: f
             f"minwave.bench judge: the judge knows the built-in tags {', '.join(dataset.tag_vocab)}; "
             f"{name} has {', '.join(unknown)}"
         )
-    eye = np.eye(len(ckpt.tag_vocab), dtype=np.float32)
     n = max(1, int(round(seconds * rate)))
     untrained = WaveNet(config, seed=UNTRAINED_SEED)
-    untrained_audio = mulaw_decode(
-        np.asarray(generate(untrained, n, batch=len(eye), tags=eye, seed=UNTRAINED_SEED)), config.quantization_channels
-    )
-    judge, held_out = build_judge(dataset, rate, seed=0, noise=list(untrained_audio))
+    untrained_audio = [play(untrained, tag, ckpt.tag_vocab, 1, n, 1.0, UNTRAINED_SEED)[0] for tag in ckpt.tag_vocab]
+    judge, held_out = build_judge(dataset, rate, seed=0, noise=untrained_audio)
     fitted_s = time.perf_counter() - t0
     model_report = judge_model(ckpt.generation_model(), ckpt.tag_vocab, judge, clips, seconds, temperature, seed)
     baseline = WaveNet(config, seed=BASELINE_SEED)
@@ -116,7 +129,7 @@ def report(ckpt, name: str, clips: int = 8, seconds: float = 4.0, temperature: f
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m minwave.bench judge", description=__doc__.splitlines()[0])
     which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--checkpoint", help="a tag-conditioned run (its folder or checkpoint.npz)")
+    which.add_argument("--checkpoint", help="a tag-conditioned run, tags only or with notes (its folder or checkpoint.npz)")
     which.add_argument("--pretrained", help="a shipped model: " + (", ".join(pretrained.available()) or "none"))
     parser.add_argument("--clips", type=int, default=8, help="clips per tag (the batch of generate; default 8)")
     parser.add_argument("--seconds", type=float, default=4.0, help="seconds per clip (default 4)")
