@@ -224,8 +224,8 @@ print(f"{hits:.0%} of the notes within ±50 cents; periodicity {quality(played, 
 #
 # A few thousand steps of this loop teach the model to *use* the notes, not yet to play them cleanly:
 # sampling errors pile up, because training only ever showed it the true past. The package ships the
-# same network trained for 22 minutes with the recipe of `docs/pretrained.md` — the lever that matters is
-# **input noise**: the network reads every training input moved by up to ±3 levels, so it learns to
+# same network trained for 15 minutes with the recipe of `docs/pretrained.md` — the lever that matters is
+# **input noise**: the network reads every training input moved by up to ±6 levels, so it learns to
 # pull its own slightly wrong samples back towards the tone. It is `builtin-music-notes`, the model behind
 # `python -m minwave.generate --pretrained builtin-music-notes --melody ...`. The same melody, the same
 # measurements, and every instrument:
