@@ -12,10 +12,11 @@ per class is printed first, since a judge that cannot tell the real clips apart 
 
 Then, per tag, `--clips` clips of `--seconds` each from the model (the fast sampler, batch = --clips,
 --temperature, --seed; a notes model plays clip k from synth.compose(tag, --seconds, seed + k), new
-melodies as `generate --melody random` plays them): the fraction the judge assigns to that tag (as_tag), the fraction it calls
-noise, how many clips it gave each verdict, and their median periodicity (minwave.quality). The same for an
-untrained WaveNet of the same config (seed BASELINE_SEED, another than the judge saw): the baseline a
-model must beat. Printed as one JSON object; docs/conditioning.md describes it.
+melodies as `generate --melody random` plays them): the fraction the judge assigns to that tag
+(as_tag), the fraction it calls noise, how many clips it gave each verdict, and their median
+periodicity (minwave.quality). The same for an untrained WaveNet of the same config (seed BASELINE_SEED,
+another than the judge saw): the baseline a model must beat. Printed as one JSON object;
+docs/conditioning.md describes it.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def play(model, tag: str, tag_vocab: list[str], clips: int, n: int, temperature:
         for k in range(clips):
             notes = [conditioning.Note(*note) for note in compose(tag, n / config.sample_rate, seed + k)]
             frames = conditioning.note_features(notes, n, config.cond_hop, config.sample_rate)  # (F, C)
-            rows.append(np.asarray(generate(model, n, tags=tags, cond=frames, temperature=temperature, seed=seed + k))[0])
+            codes = generate(model, n, tags=tags, cond=frames, temperature=temperature, seed=seed + k)  # (1, n)
+            rows.append(np.asarray(codes)[0])
         codes = np.stack(rows)  # (clips, n)
     return mulaw_decode(np.asarray(codes), config.quantization_channels)
 
@@ -89,7 +91,9 @@ def report(ckpt, name: str, clips: int = 8, seconds: float = 4.0, temperature: f
     if not ckpt.tag_vocab:
         raise SystemExit(f"minwave.bench judge: {name} has no tags; the judge checks a tag-conditioned model")
     if config.condition not in ("", "notes"):
-        raise SystemExit(f"minwave.bench judge: {name} is conditioned on {config.condition}; give a tag-only or notes model")
+        raise SystemExit(
+            f"minwave.bench judge: {name} is conditioned on {config.condition}; give a tag-only or notes model"
+        )
     rate = config.sample_rate
     t0 = time.perf_counter()
     dataset = load_dataset(ensure_builtin_dataset(sample_rate=rate), rate, warn=lambda message: None)
@@ -129,7 +133,9 @@ def report(ckpt, name: str, clips: int = 8, seconds: float = 4.0, temperature: f
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m minwave.bench judge", description=__doc__.splitlines()[0])
     which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--checkpoint", help="a tag-conditioned run, tags only or with notes (its folder or checkpoint.npz)")
+    which.add_argument(
+        "--checkpoint", help="a tag-conditioned run, tags only or with notes (its folder or checkpoint.npz)"
+    )
     which.add_argument("--pretrained", help="a shipped model: " + (", ".join(pretrained.available()) or "none"))
     parser.add_argument("--clips", type=int, default=8, help="clips per tag (the batch of generate; default 8)")
     parser.add_argument("--seconds", type=float, default=4.0, help="seconds per clip (default 4)")
