@@ -57,8 +57,8 @@ to NOISE. A clip with no sound is NOISE: the class means "not one of the instrum
 A judge is only as good as its own held-out score. build_judge fits on the training split of a
 dataset's files (data.split_by_file, a third held out) and evaluates on the held-out files and on noise
 drawn with another seed: on the built-in music (40 clips per instrument, 13 of them held out) every
-held-out clip of every class is judged right (4 splits; 89–100 % of the windows), and
-tests/test_judge.py asserts ≥ 90 % of the clips.
+held-out clip of every class is judged right (dataset v3, 4 splits: 89–100 % of the windows; dataset
+v4, the split `bench judge` uses: 96–100 %), and tests/test_judge.py asserts ≥ 90 % of the clips.
 `python -m minwave.bench judge` judges a model's generated clips with it (docs/conditioning.md).
 """
 
