@@ -12,6 +12,7 @@ from conftest import TEST_CONFIG, two_step_runs
 from test_cli import run_generate, run_train, the_error, tone
 
 from minwave import checkpoint, conditioning
+from minwave.cli.generate import DEFAULT_SECONDS
 
 pytestmark = pytest.mark.usefixtures("builtin_cache")
 
@@ -66,6 +67,11 @@ def test_melody_random_plays_the_composers_melodies_for_seconds(runs, capsys, tm
         takes.append(audio)
     np.testing.assert_array_equal(takes[0], takes[1])  # the same seed: the same melody and audio
     assert not np.array_equal(takes[0], takes[2])
+    out = tmp_path / "default.wav"  # no --seconds: generate's default length
+    args = ["--tags", "bell", "--melody", "random", "--out", out]
+    code, _, err = run_generate(capsys, "--checkpoint", runs["notes"], *args)
+    assert code == 0, err
+    assert len(sf.read(out)[0]) == round(DEFAULT_SECONDS * 16000)
 
 
 def test_vocode_resynthesises_a_recording_of_its_length(runs, capsys, tmp_path):
