@@ -266,12 +266,14 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# Read the printed counts against the spectrograms. The tone holds (periodicity near 1 for organ and
-# pluck, where the chapter's own short run stayed near noise), and the harmonic stacks step when the notes
-# do; but many notes come out at a wrong pitch — the printed count is the honest figure. Pitch is what this
-# model still lacks: `docs/pretrained.md` measures it per frame with an independent tracker on other
-# melodies, and the project's 90 % target is not met. (The bell's inharmonic partials have no single
-# pitch, so its count means little.)
+# Read the printed counts against the spectrograms. The organ holds its tone (periodicity near 1, where
+# the chapter's own short run stayed near noise) and its harmonic stacks step with the notes, every one
+# in tune. The pluck, an octave lower, is this tune's failure: C3 … C4 is the top of the pluck's range,
+# and there the model plays stacks of harmonics too close together (a subharmonic: the waveform repeats
+# every two periods, not one) and, on the C4, clicks over noise — no note in tune. Lower in its range
+# it does better (`docs/pretrained.md`: 74 % of frames in tune on a G2 … G3 arpeggio, its G3 an octave
+# low); the project's 90 % pitch target is met by the organ, not by the pluck. (The bell's inharmonic
+# partials have no single pitch, so its count means little.)
 
 # %% [markdown]
 # ## A vocoder: the mel spectrogram in, audio out
