@@ -67,6 +67,10 @@ def test_melody_random_plays_the_composers_melodies_for_seconds(runs, capsys, tm
         takes.append(audio)
     np.testing.assert_array_equal(takes[0], takes[1])  # the same seed: the same melody and audio
     assert not np.array_equal(takes[0], takes[2])
+    out = tmp_path / "huge.wav"  # checked before the composer writes a single note
+    args = ["--tags", "pluck", "--melody", "random", "--seconds", "1e300", "--out", out]
+    code, _, err = run_generate(capsys, "--checkpoint", runs["notes"], *args)
+    assert code == 1 and "--seconds 1e+300" in the_error(err, "minwave.generate") and not out.exists()
     out = tmp_path / "default.wav"  # no --seconds: generate's default length
     args = ["--tags", "bell", "--melody", "random", "--out", out]
     code, _, err = run_generate(capsys, "--checkpoint", runs["notes"], *args)

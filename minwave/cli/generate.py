@@ -165,17 +165,14 @@ def _main(argv: list[str] | None) -> int:
         raise UsageError(f"--tags: {exc}") from None
     tags = None if vector is None else np.tile(vector, (args.batch, 1))  # (B, G): the same tags per clip
 
+    seconds = args.seconds if args.seconds is not None else DEFAULT_SECONDS
+    if is_random(args.melody):  # --seconds sets its length: check it fits before composing that much music
+        check_clip_fits(args.batch, seconds * rate, f"--seconds {seconds:g}", rate)
     frames, n_local = local_conditioning(args, ckpt.config, names)  # (F, C) frames and their samples, or None
     if n_local is not None and args.seconds is not None and not is_random(args.melody):
         raise UsageError(f"--seconds: the length follows the conditioning ({n_local / rate:.2f} s); drop --seconds")
-    seconds = args.seconds if args.seconds is not None else DEFAULT_SECONDS
     n = n_local if n_local is not None else seconds * rate  # checked as a float first: 1e300 must not reach int()
-    check_fits(
-        generation_bytes(args.batch, n),
-        (f"--seconds {seconds:g}" if n_local is None else f"{n / rate:.2f} s")
-        + f" × --batch {args.batch} at {rate} Hz",
-        "generate fewer --seconds or a smaller --batch",
-    )
+    check_clip_fits(args.batch, n, f"--seconds {seconds:g}" if n_local is None else f"{n / rate:.2f} s", rate)
     n = max(int(round(n)), 1)
 
     try:
@@ -208,6 +205,15 @@ def _main(argv: list[str] | None) -> int:
         # how tonal it is (quality.py): a steady note scores 0.9-1, noise 0.1-0.2
         print(f"{PROG}: {path.name}: {quality(audio, rate)}", file=sys.stderr)
     return 0
+
+
+def check_clip_fits(batch: int, n: float, what: str, rate: int) -> None:
+    """One line and exit 1 (memory.check_fits) when `batch` clips of n samples would not fit in memory."""
+    check_fits(
+        generation_bytes(batch, n),
+        f"{what} × --batch {batch} at {rate} Hz",
+        "generate fewer --seconds or a smaller --batch",
+    )
 
 
 def is_random(melody: str | None) -> bool:
