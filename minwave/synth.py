@@ -38,6 +38,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from .conditioning import Note
+
 DATASET_NAME = "builtin-music"
 DATASET_VERSION = 4  # bump when the files change, so old caches are not reused (2: notes.csv; 3: 40 clips
 # each; 4: melodies cover each instrument's range evenly)
@@ -177,9 +179,9 @@ def random_melody(rng: np.random.Generator, instrument: str) -> list[tuple[int, 
     return notes
 
 
-def compose(instrument: str, seconds: float, seed: int = 0) -> list[tuple[float, float, int]]:
-    """`seconds` of new melodies for `instrument`, one random_melody after another, as a score
-    [(onset_s, duration_s, midi_pitch), ...]; the last note is cut at `seconds`.
+def compose(instrument: str, seconds: float, seed: int = 0) -> list[Note]:
+    """`seconds` of new melodies for `instrument`, one random_melody after another, as the notes a notes
+    model plays, Note(onset_s, duration_s, pitch); the last note is cut at `seconds`.
 
     The melodies come from their own random stream (COMPOSE_SEED, seed), never one of the dataset's
     (SEED, instrument, clip) streams, so what a notes model plays from `compose` is not a training clip.
@@ -194,7 +196,7 @@ def compose(instrument: str, seconds: float, seed: int = 0) -> list[tuple[float,
     while t < seconds:
         for pitch, duration_s in random_melody(rng, instrument):
             if t < seconds:
-                score.append((float(t), float(min(duration_s, seconds - t)), int(pitch)))
+                score.append(Note(float(t), float(min(duration_s, seconds - t)), int(pitch)))
             t += duration_s
     return score
 

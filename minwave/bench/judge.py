@@ -30,7 +30,7 @@ from collections import Counter
 
 import numpy as np
 
-from .. import checkpoint, conditioning, pretrained
+from .. import checkpoint, pretrained
 from ..data import load_dataset, multi_hot
 from ..judge import NOISE, build_judge
 from ..model import WaveNet
@@ -39,6 +39,7 @@ from ..quality import quality
 from ..sampling import generate
 from ..synth import compose, ensure_builtin_dataset
 from ..threads import set_blas_threads
+from .notes import play_notes
 
 UNTRAINED_SEED = 100  # the untrained WaveNet whose output the judge learns as noise
 BASELINE_SEED = 7  # the untrained WaveNet judged as the baseline (not the one above)
@@ -49,16 +50,11 @@ def play(model, tag: str, tag_vocab: list[str], clips: int, n: int, temperature:
     notes model clip k plays synth.compose(tag, n / rate, seed + k), one clip at a time."""
     config = model.config
     tags = multi_hot([tag], tag_vocab)
-    if config.condition != "notes":
-        codes = generate(model, n, batch=clips, tags=tags, temperature=temperature, seed=seed)  # (clips, n)
-    else:
-        rows = []
-        for k in range(clips):
-            notes = [conditioning.Note(*note) for note in compose(tag, n / config.sample_rate, seed + k)]
-            frames = conditioning.note_features(notes, n, config.cond_hop, config.sample_rate)  # (F, C)
-            codes = generate(model, n, tags=tags, cond=frames, temperature=temperature, seed=seed + k)  # (1, n)
-            rows.append(np.asarray(codes)[0])
-        codes = np.stack(rows)  # (clips, n)
+    if config.condition == "notes":
+        rate = config.sample_rate
+        return np.stack([play_notes(model, compose(tag, n / rate, seed + k), n, tags, seed + k, temperature)
+                         for k in range(clips)])  # fmt: skip
+    codes = generate(model, n, batch=clips, tags=tags, temperature=temperature, seed=seed)  # (clips, n)
     return mulaw_decode(np.asarray(codes), config.quantization_channels)
 
 

@@ -168,7 +168,7 @@ def _main(argv: list[str] | None) -> int:
     seconds = args.seconds if args.seconds is not None else DEFAULT_SECONDS
     if is_random(args.melody):  # --seconds sets its length: check it fits before composing that much music
         check_clip_fits(args.batch, seconds * rate, f"--seconds {seconds:g}", rate)
-    frames, n_local = local_conditioning(args, ckpt.config, names)  # (F, C) frames and their samples, or None
+    frames, n_local = local_conditioning(args, ckpt.config, names, seconds)  # (F, C) and their samples, or None
     if n_local is not None and args.seconds is not None and not is_random(args.melody):
         raise UsageError(f"--seconds: the length follows the conditioning ({n_local / rate:.2f} s); drop --seconds")
     n = n_local if n_local is not None else seconds * rate  # checked as a float first: 1e300 must not reach int()
@@ -228,14 +228,17 @@ def random_melody_notes(names: list[str] | None, seconds: float, seed: int) -> l
             f"--melody random: the composer writes for one built-in instrument ({', '.join(synth.INSTRUMENTS)}); "
             f"got --tags {','.join(names or []) or '(none)'}. Give --melody NOTES or --notes FILE instead"
         )
-    return [conditioning.Note(*note) for note in synth.compose(names[0], seconds, seed)]
+    return synth.compose(names[0], seconds, seed)
 
 
-def local_conditioning(args, config, names: list[str] | None = None) -> tuple[np.ndarray | None, int | None]:
+def local_conditioning(
+    args, config, names: list[str] | None = None, seconds: float = DEFAULT_SECONDS
+) -> tuple[np.ndarray | None, int | None]:
     """--notes / --melody / --vocode -> (frames (F, C), the samples they cover), or (None, None).
 
     Checks that the option fits the model: notes for a notes model, a recording for a mel model, and one
-    of them for any model trained with local conditioning. `names`: the tags, for --melody random.
+    of them for any model trained with local conditioning. `names` and `seconds`: the tags and the
+    length, for --melody random.
     """
     given = next((o for o in ("notes", "melody", "vocode") if getattr(args, o) is not None), None)
     option = f"--{given}"
@@ -254,7 +257,6 @@ def local_conditioning(args, config, names: list[str] | None = None) -> tuple[np
                 raise UsageError(f"--vocode: {args.vocode} holds no audio")
             return conditioning.mel_features(audio, rate, hop, config.cond_channels), len(audio)
         if given == "melody" and is_random(args.melody):
-            seconds = args.seconds if args.seconds is not None else DEFAULT_SECONDS
             notes = random_melody_notes(names, seconds, args.seed)
             n = int(round(seconds * rate))  # exactly --seconds: the composer's last note is cut there
             return conditioning.note_features(notes, n, hop, rate), n
