@@ -103,6 +103,11 @@ def piano_roll(notes: Sequence[Note], n_samples: int, hop: int, sample_rate: int
     return roll.astype(np.float32)
 
 
+def midi_to_hz(note):
+    """Equal temperament, A4 = MIDI 69 = 440 Hz: f = 440 · 2^((note - 69) / 12). Numbers or arrays of any module."""
+    return 440.0 * 2.0 ** ((note - 69) / 12)
+
+
 def notes_duration_s(notes: Sequence[Note]) -> float:
     """When the last note ends (0 for no notes)."""
     return max((n.onset_s + n.duration_s for n in notes), default=0.0)

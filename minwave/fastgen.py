@@ -37,6 +37,7 @@ from .checks import check_codes, check_tags
 from .mulaw import mulaw_level
 from .ops import frame_conv_forward
 from .ops.numba_kernels import JIT, tanh_pq  # one JIT setting and one tanh for every kernel of minwave
+from .ops.period import pitch_periods
 
 PRODUCT_MATH = {"contract", "reassoc"}  # fused multiply-add; reassociation turns a dot product's one
 # running sum into SIMD lanes. The float64 CDF (sample_code) keeps strict IEEE order, as NumPy does.
@@ -60,6 +61,12 @@ class Packed(NamedTuple):
     b2: np.ndarray  # (Q,)
     cond: np.ndarray  # (B, F + 2a, L·2D) local conditioning: every layer's U·c at frame rate (F = 0: none)
     cond_at: np.ndarray  # (2,) int64: h, and s such that step t reads cond row (t + 1 + s) // h
+    tap_W: np.ndarray  # (R,)          a notes model's period tap W (zeros: none)
+    tap_level: np.ndarray  # (Q,)      the level y of each code, as the model computes it
+    tap_a: np.ndarray  # (B, F, K)     per frame, the sounding fraction a_p of up to K pitches (0: unused slot)
+    tap_n: np.ndarray  # (B, F, K) int64  their whole periods n_p
+    tap_c: np.ndarray  # (B, F, K, 2)  their interpolation weights (1 - δ_p, δ_p)
+    tap_at: int  # the frames' sample that seq[:, 0] is: step t's sample t + 1 + tap_at reads frame (…) // h
 
 
 def local_projection(params: dict, config, frames) -> np.ndarray:
@@ -76,6 +83,25 @@ def local_projection(params: dict, config, frames) -> np.ndarray:
     up, _ = frame_conv_forward(padded, to_host(params["cond.up.W"]).astype(np.float64))  # (B, F + 2a, C)
     U = np.concatenate([to_host(params[f"layers.{i}.cond.U"]).astype(np.float64) for i in range(c.n_layers)], axis=1)
     return np.ascontiguousarray(up @ U, dtype=np.float32)  # (B, F + 2a, L·2D)
+
+
+def period_slots(config, batch: int, frames) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The period tap's pitches per frame, as the step reads them: (a, n, c) of shapes (B, F, K),
+    (B, F, K), (B, F, K, 2), K = the most pitches any frame sounds (ops/period.py), in rising pitch order
+    (the order in which the model sums them). Empty (F = 0) without a period tap."""
+    if frames is None or not config.period_tap:
+        empty = (batch, 0, 1)
+        return np.zeros(empty, np.float32), np.zeros(empty, np.int64), np.zeros(empty + (2,), np.float32)
+    periods = pitch_periods(config.sample_rate, config.tap_reach)
+    sounding = np.asarray(frames, dtype=np.float32)[:, :, [p for p, _, _ in periods]]  # (B, F, P')
+    K = max(1, int((sounding > 0).sum(axis=2).max()))
+    B, F, _ = sounding.shape
+    a, n, c = np.zeros((B, F, K), np.float32), np.zeros((B, F, K), np.int64), np.zeros((B, F, K, 2), np.float32)
+    for b, f in zip(*np.nonzero((sounding > 0).any(axis=2))):
+        for slot, j in enumerate(np.nonzero(sounding[b, f] > 0)[0]):
+            _, n_p, d_p = periods[j]
+            a[b, f, slot], n[b, f, slot], c[b, f, slot] = sounding[b, f, j], n_p, (1 - d_p, d_p)
+    return a, n, c
 
 
 def pack(params: dict, config, tags, batch: int, frames=None, first_sample: int = 0) -> Packed:
@@ -113,11 +139,12 @@ def pack(params: dict, config, tags, batch: int, frames=None, first_sample: int 
         if i < L - 1:
             res_W[i] = host(f"layers.{i}.residual.W")
             res_b[i] = host(f"layers.{i}.residual.b")
+    levels = mulaw_level(np.arange(c.quantization_channels), c.quantization_channels).astype(np.float32)  # (Q,)
     if c.input == "embedding":
         emb = f32(host("input.W"))  # (k, Q, R)
     else:
-        levels = mulaw_level(np.arange(c.quantization_channels), c.quantization_channels).astype(np.float32)
         emb = f32(levels[None, :, None] * f32(host("input.W")))  # (k, 1, R) -> (k, Q, R)
+    tap_a, tap_n, tap_c = period_slots(c, batch, frames)
     return Packed(
         emb=emb,
         emb_b=f32(host("input.b")),
@@ -133,6 +160,12 @@ def pack(params: dict, config, tags, batch: int, frames=None, first_sample: int 
         b2=f32(host("head.b2")),
         cond=np.zeros((batch, 0, L * 2 * D), np.float32) if frames is None else local_projection(params, c, frames),
         cond_at=np.array([c.cond_hop, first_sample + c.cond_context * c.cond_hop], dtype=np.int64),
+        tap_W=f32(host("input.tap.W")[0]) if c.period_tap else np.zeros(R, np.float32),
+        tap_level=levels,
+        tap_a=tap_a,
+        tap_n=tap_n,
+        tap_c=tap_c,
+        tap_at=int(first_sample),
     )
 
 
@@ -327,6 +360,22 @@ def network_step(p, s, seq, t, with_head):
                 code = seq[b, t - (k - 1 - j)]
                 for r in range(R):
                     h[b, r] += p.emb[j, code, r]
+    # the period tap: x_0 += r · W_tap, r = Σ_p a_p ((1 - δ_p) y(t + 1 - n_p) + δ_p y(t - n_p))
+    sample = t + 1 + p.tap_at  # the sample seq[:, t+1] is, on the frames
+    if 0 <= sample < p.tap_a.shape[1] * p.cond_at[0]:
+        row = sample // p.cond_at[0]
+        for b in range(B):
+            r_t = np.float32(0.0)
+            for slot in range(p.tap_a.shape[2]):
+                a = p.tap_a[b, row, slot]
+                if a == 0:
+                    continue
+                n = p.tap_n[b, row, slot]
+                y1 = p.tap_level[seq[b, t + 1 - n]] if t + 1 - n >= 0 else np.float32(0.0)
+                y0 = p.tap_level[seq[b, t - n]] if t - n >= 0 else np.float32(0.0)
+                r_t += a * (p.tap_c[b, row, slot, 0] * y1 + p.tap_c[b, row, slot, 1] * y0)
+            for r in range(R):
+                h[b, r] += r_t * p.tap_W[r]
     frame = (t + 1 + p.cond_at[1]) // p.cond_at[0]  # the row of p.cond for the sample seq[:, t+1]
     local = 0 <= frame < p.cond.shape[1]  # outside the padded frames the conditioning term is zero
     for i in range(L):

@@ -18,7 +18,8 @@ Local conditioning (config.condition "notes" or "mel", docs/conditioning.md): fr
 upsampled (ops/upsample.py: a learned 3-tap convolution over frames, then each frame held for h
 samples) and every layer adds its own projection U_l · c_t to the gate's pre-activations, beside V_l · tags.
 Because holding a frame commutes with U, the projection of all layers is one product at frame rate,
-(B, F, C) @ (C, L·2D), indexed at sample rate.
+(B, F, C) @ (C, L·2D), indexed at sample rate. A notes model's input layer also gets the level one pitch
+period before the sample it predicts, for the notes that sound (ops/period.py: the period tap).
 
 The input layer (docs/free_running.md says why the default is "level"):
     "level"      the companded level y_t = (2·x_t + 1)/Q - 1 ∈ [-1, 1] of each code, one real channel,
@@ -106,6 +107,11 @@ class WaveNetConfig:
         return (UPSAMPLE_TAPS - 1) // 2 if self.condition else 0
 
     @property
+    def period_tap(self) -> bool:
+        """Whether the input layer adds the level one pitch period back (ops/period.py): notes models."""
+        return self.condition == "notes"
+
+    @property
     def n_layers(self) -> int:
         return self.stacks * self.layers_per_stack
 
@@ -115,12 +121,19 @@ class WaveNetConfig:
         return [2**i for i in range(self.layers_per_stack)] * self.stacks
 
     @property
+    def tap_reach(self) -> int:
+        """How far back the period tap reads (ops/period.py): the span of the input layer and the dilated
+        layers, (k-1)·(1 + Σd) samples — so it reaches C2 (65 Hz) in the `tiny` preset; 0 without a tap."""
+        return (self.kernel_size - 1) * (1 + sum(self.dilations)) if self.period_tap else 0
+
+    @property
     def receptive_field(self) -> int:
         """Samples that logits[:, t] can see: x[:, t - RF + 1 … t].
 
-        The input layer spans k samples and each dilated layer adds (k-1)·d more.
+        The input layer spans k samples and each dilated layer adds (k-1)·d more; a notes model's period
+        tap reads up to tap_reach further back from every input position.
         """
-        return (self.kernel_size - 1) * (1 + sum(self.dilations)) + 1
+        return (self.kernel_size - 1) * (1 + sum(self.dilations)) + 1 + self.tap_reach
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -150,7 +163,8 @@ def init_params(config: WaveNetConfig, seed: int = 0) -> dict[str, np.ndarray]:
       confident initial predictions close to uniform;
     - all biases 0;
     - local conditioning: the upsampler's frame convolution (3, C, C) starts as an exact repeat (centre
-      tap I, the others 0); each layer's U (C, 2D): N(0, 1/C).
+      tap I, the others 0); each layer's U (C, 2D): N(0, 1/C); a notes model's period tap W (1, R):
+      N(0, 3/k), as one more tap of the level input.
     """
     rng = np.random.default_rng(seed)
     k, Q, R = config.kernel_size, config.quantization_channels, config.residual_channels
@@ -163,6 +177,8 @@ def init_params(config: WaveNetConfig, seed: int = 0) -> dict[str, np.ndarray]:
         "input.W": normal((k, Q, R), 1.0 / k) if config.input == "embedding" else normal((k, 1, R), 3.0 / k),
         "input.b": np.zeros(R),
     }
+    if config.period_tap:
+        p["input.tap.W"] = normal((1, R), 3.0 / k)
     for i in range(L):
         p[f"layers.{i}.dilated.W"] = normal((k, R, 2 * D), 1.0 / (k * R + G))
         p[f"layers.{i}.dilated.b"] = np.zeros(2 * D)
@@ -333,7 +349,7 @@ class WaveNet:
         L, D = c.n_layers, c.dilation_channels
         B, T = x.shape
         first = self._input_starts(out_start)  # x_l covers positions first[l] … T-1
-        stream, input_cache = self._input_forward(x, T - first[0])  # x_0 (B, T - first[0], R)
+        stream, input_cache = self._input_forward(x, T - first[0], cond, cond_offset)  # x_0 (B, T - first[0], R)
         zs = xp.empty((B, T - out_start, L * D), dtype=self.dtype)  # (B, T', L·D) every z_l, side by side
         layer_caches = []
         local_cache = proj = None
@@ -416,23 +432,37 @@ class WaveNet:
             for i in range(L):
                 grads[f"layers.{i}.cond.U"] = dU[:, i * 2 * D : (i + 1) * 2 * D]
             _, grads["cond.up.W"] = ops.frame_conv_backward(dproj @ U.T, up_cache)  # dcond: data, dropped
-        grads["input.W"], grads["input.b"] = self._input_backward(dstream, input_cache)
+        grads.update(self._input_backward(dstream, input_cache))
         return grads
 
-    def _input_forward(self, x, t_out: int):
-        """The input layer on codes x (B, T): x_0 at the last t_out positions (B, t_out, R)."""
-        p = self.params
-        if self.config.input == "embedding":
-            return ops.causal_embedding_forward(x, p["input.W"], p["input.b"], t_out)
-        levels = mulaw_level(x, self.config.quantization_channels).astype(self.dtype)[..., None]  # (B, T, 1)
-        return ops.causal_conv_forward(levels, p["input.W"], p["input.b"], 1, t_out)
+    def _input_forward(self, x, t_out: int, cond=None, cond_offset: int = 0):
+        """The input layer on codes x (B, T): x_0 at the last t_out positions (B, t_out, R); a notes
+        model adds its period tap (cond (B, F, C) and cond_offset as in _forward)."""
+        p, c = self.params, self.config
+        levels = mulaw_level(x, c.quantization_channels).astype(self.dtype)  # (B, T)
+        if c.input == "embedding":
+            x0, cache = ops.causal_embedding_forward(x, p["input.W"], p["input.b"], t_out)
+        else:
+            x0, cache = ops.causal_conv_forward(levels[..., None], p["input.W"], p["input.b"], 1, t_out)
+        tap_cache = None
+        if c.period_tap:
+            tap, tap_cache = ops.period_tap_forward(
+                levels, cond, p["input.tap.W"], c.cond_hop, c.sample_rate, cond_offset, c.tap_reach, t_out
+            )
+            x0 += tap
+        return x0, (cache, tap_cache)
 
-    def _input_backward(self, dstream, cache):
-        """(dW, db) of the input layer; the codes get no gradient."""
+    def _input_backward(self, dstream, cache) -> dict:
+        """The input layer's gradients {input.W, input.b (, input.tap.W)}; the codes get none."""
+        cache, tap_cache = cache
         if self.config.input == "embedding":
-            return ops.causal_embedding_backward(dstream, cache)
-        _, dW, db = ops.causal_conv_backward(dstream, cache)  # dlevels: the data, not a parameter
-        return dW, db
+            dW, db = ops.causal_embedding_backward(dstream, cache)
+        else:
+            _, dW, db = ops.causal_conv_backward(dstream, cache)  # dlevels: the data, not a parameter
+        grads = {"input.W": dW, "input.b": db}
+        if tap_cache is not None:
+            grads["input.tap.W"] = ops.period_tap_backward(dstream, tap_cache)
+        return grads
 
     def _check_cond(self, x, cond, cond_offset, n_in: int):
         """cond (B, F, C) frames for a locally conditioned model (None otherwise), covering samples

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .conditioning import Note
+from .conditioning import Note, midi_to_hz
 
 DATASET_NAME = "builtin-music"
 DATASET_VERSION = 4  # bump when the files change, so old caches are not reused (2: notes.csv; 3: 40 clips
@@ -143,11 +143,6 @@ def _write_dataset(folder: Path, sample_rate: int) -> None:
 
 # ---------------------------------------------------------------------------------------------------
 # Melodies
-
-
-def midi_to_hz(note: float) -> float:
-    """Equal temperament, A4 = MIDI 69 = 440 Hz."""
-    return 440.0 * 2.0 ** ((note - 69) / 12)
 
 
 def random_melody(rng: np.random.Generator, instrument: str) -> list[tuple[int, float]]:

@@ -10,10 +10,12 @@ from test_model import tiny_config
 
 from minwave import WaveNet, WaveNetConfig
 from minwave.backend import to_host
+from minwave.conditioning import NOTE_CHANNELS
 from minwave.data import frame_window
 from minwave.gradcheck import numerical_gradient, relative_error, sample_indices
 
 HOP = 4
+CHANNELS = {"notes": NOTE_CHANNELS, "mel": 3}
 
 
 def local_config(**overrides):
@@ -27,15 +29,21 @@ def random_inputs(model, T, B=2, seed=0, offset=0):
     c = model.config
     x = rng.integers(0, c.quantization_channels, (B, T))
     tags = (rng.random((B, c.n_tags)) > 0.5).astype(np.float64) if c.n_tags else None
-    cond = rng.standard_normal((B, (offset + T) // c.cond_hop + 1, c.cond_channels))
+    shape = (B, (offset + T) // c.cond_hop + 1, c.cond_channels)
+    if c.condition == "notes":  # some keys sounding (0 … 1) — the top ones within the period tap's reach — and onsets
+        cond = rng.random(shape) * (rng.random(shape) < 0.2)
+    else:
+        cond = rng.standard_normal(shape)
     return x, tags, cond
 
 
 @pytest.mark.parametrize("k", [2, 3])
 @pytest.mark.parametrize("n_tags", [0, 2])
 @pytest.mark.parametrize("offset", [0, 3])
-def test_model_gradients_with_local_conditioning(backend, k, n_tags, offset):
-    model = WaveNet(local_config(kernel_size=k, n_tags=n_tags), seed=1, dtype="float64", backend=backend)
+@pytest.mark.parametrize("condition", ["mel", "notes"])
+def test_model_gradients_with_local_conditioning(backend, k, n_tags, offset, condition):
+    config = local_config(kernel_size=k, n_tags=n_tags, condition=condition, cond_channels=CHANNELS[condition])
+    model = WaveNet(config, seed=1, dtype="float64", backend=backend)
     rng = np.random.default_rng(2)
     for name, p in model.params.items():  # off the initial zeros and identity: general position
         if name.endswith((".b", ".b1", ".b2")) or name == "cond.up.W":
@@ -46,6 +54,7 @@ def test_model_gradients_with_local_conditioning(backend, k, n_tags, offset):
     loss, grads = model.loss_and_grads(x, tags, cond, offset)
     assert set(grads) == set(model.params)
     assert {"cond.up.W", "layers.0.cond.U", "layers.2.cond.U"} <= set(grads)
+    assert ("input.tap.W" in grads) == (condition == "notes")  # the period tap
     for name, p in model.params.items():
         assert grads[name].shape == p.shape
         # A wrong backward shows up as 1e-2 and more; round-off reaches ~1e-6 here (measured worst 1.1e-6,
@@ -58,8 +67,13 @@ def test_model_gradients_with_local_conditioning(backend, k, n_tags, offset):
         assert err < 1e-5, f"{name}: relative error {err:.2e}"
 
 
-def test_causality_in_x_is_unchanged():
-    model = WaveNet(local_config(kernel_size=3), seed=3, dtype="float64")
+@pytest.mark.parametrize("condition", ["mel", "notes"])
+def test_causality_in_x_is_unchanged(condition):
+    """Changing x[t] moves logits t … t + RF - 1 and no others; with notes, the period tap's reach is
+    part of RF (it moves those of them whose inputs look back a sounding note's period to t)."""
+    model = WaveNet(
+        local_config(kernel_size=3, condition=condition, cond_channels=CHANNELS[condition]), seed=3, dtype="float64"
+    )
     for name in ("skip.b", "head.b1"):
         model.params[name] = model.params[name] + 2.0
     rf = model.receptive_field
@@ -72,7 +86,11 @@ def test_causality_in_x_is_unchanged():
         changed = np.any(np.abs(model.forward(x2, cond=cond) - base) > 1e-12, axis=-1)[0]
         expected = np.zeros(T, bool)
         expected[t : t + rf] = True
-        np.testing.assert_array_equal(changed, expected)
+        if condition == "mel":
+            np.testing.assert_array_equal(changed, expected)
+        else:
+            assert changed[t] and not np.any(changed & ~expected)
+            assert t + model.config.tap_reach >= T or changed[t + 1 : t + rf].sum() > rf - model.config.tap_reach
 
 
 def test_each_position_sees_the_frame_of_the_sample_it_predicts_and_one_either_side():
@@ -174,9 +192,11 @@ def test_upsampler_starts_as_an_exact_repeat():
     assert not up[0].any() and not up[2].any()
 
 
-def test_float32_matches_float64_and_strict_stand_in():
-    m64 = WaveNet(local_config(n_tags=2), seed=7, dtype="float64")
-    m32 = WaveNet(local_config(n_tags=2), seed=7, dtype="float32")
+@pytest.mark.parametrize("condition", ["mel", "notes"])
+def test_float32_matches_float64_and_strict_stand_in(condition):
+    config = local_config(n_tags=2, condition=condition, cond_channels=CHANNELS[condition])
+    m64 = WaveNet(config, seed=7, dtype="float64")
+    m32 = WaveNet(config, seed=7, dtype="float32")
     x, tags, cond = random_inputs(m64, m64.receptive_field + 10, offset=1)
     l64, g64 = m64.loss_and_grads(x, tags, cond, 1)
     l32, g32 = m32.loss_and_grads(x, tags, cond, 1)
