@@ -282,6 +282,11 @@ class WaveNet:
                 f"  local conditioning on {c.condition}: {c.cond_channels} channels per {c.cond_hop} samples, "
                 f"upsampled (3-tap frame conv, looks {c.cond_context} frame ahead), projected per layer"
             )
+        if c.period_tap:
+            lines.append(
+                f"  period tap: the input one pitch period back, for periods up to {c.tap_reach} samples "
+                f"({c.sample_rate / c.tap_reach:.0f} Hz and up)"
+            )
         lines += [
             f"  skip    [z_1 … z_{c.n_layers}] ({c.n_layers * c.dilation_channels}) -> {c.skip_channels}",
             f"  head    ReLU -> 1×1 {c.skip_channels} -> ReLU -> 1×1 {c.quantization_channels} -> softmax",

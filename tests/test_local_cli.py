@@ -30,6 +30,7 @@ def test_checkpoints_carry_the_conditioning(runs):
     notes = checkpoint.load(runs["notes"])
     assert (notes.config.condition, notes.config.cond_channels, notes.config.cond_hop) == ("notes", 176, 256)
     assert "layers.0.cond.U" in notes.model.params and "cond.up.W" in notes.model.params
+    assert "input.tap.W" in notes.model.params  # the period tap: notes models only
     mel = checkpoint.load(runs["mel"])
     assert (mel.config.condition, mel.config.cond_channels) == ("mel", 80)
     # the checkpoint samples follow a held-out clip's frames: as long as asked, and no longer than the clip
@@ -138,3 +139,18 @@ def test_resume_keeps_the_conditioning_and_refuses_another(runs, capsys, tmp_pat
     assert "local conditioning on mel" in out
     code, _, err = run_train(capsys, "--out", run, "--resume", "--steps", "4", "--condition", "notes")
     assert code == 2 and "--condition notes but the run" in the_error(err)
+
+
+def test_bench_notes_pitch_runs_end_to_end(runs, capsys):
+    """bench notes pitch: the arpeggios and the composed melodies per tag, as JSON; a mel run is refused."""
+    from minwave.bench import notes as bench_notes
+
+    assert bench_notes.main(["pitch", "--checkpoint", str(runs["notes"]), "--no-reference", "--composed", "1"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    for part in ("tags", "composed"):
+        assert set(report[part]) == {"bell", "organ", "pluck"}
+        for row in report[part].values():
+            assert 0 <= row["pitch_accuracy"] <= 1 and row["judged_frames"] > 0 and 0 <= row["periodicity"] <= 1
+    assert report["composed"]["organ"]["melodies"] == 1
+    with pytest.raises(SystemExit, match="not a notes-conditioned checkpoint"):
+        bench_notes.main(["pitch", "--checkpoint", str(runs["mel"]), "--no-reference"])

@@ -70,13 +70,17 @@ def play_notes(model, notes, n: int, tag_vector, seed: int = 0, temperature: flo
     return mulaw_decode(np.asarray(codes)[0], c.quantization_channels).astype(np.float32)
 
 
-def pitch_report(checkpoint_path: str, seed: int = 0, reference: bool = True, temperature: float = 1.0) -> dict:
-    """Pitch accuracy and periodicity of the model's rendering of MELODIES, per tag (and of the data)."""
+def pitch_report(
+    checkpoint_path: str, seed: int = 0, reference: bool = True, temperature: float = 1.0, composed: int = 4
+) -> dict:
+    """Pitch accuracy and periodicity of the model's rendering of MELODIES, per tag (and of the data);
+    and over `composed` melodies of 4 s per tag from the built-in composer (synth.compose(tag, 4, seed + k),
+    new melodies that walk the instrument's whole register), the judged frames pooled."""
     import soundfile as sf
 
     from .. import checkpoint, conditioning
     from ..quality import quality
-    from ..synth import ensure_builtin_dataset
+    from ..synth import INSTRUMENTS, compose, ensure_builtin_dataset
 
     ckpt = checkpoint.load(checkpoint_path)
     c = ckpt.config
@@ -101,6 +105,22 @@ def pitch_report(checkpoint_path: str, seed: int = 0, reference: bool = True, te
         accuracy, judged = pitch_accuracy(audio, rate, notes)
         q = quality(audio, rate)
         report["tags"][tag] = {"pitch_accuracy": accuracy, "judged_frames": judged, "periodicity": q.periodicity}
+    report["composed"] = {}
+    for tag in (t for t in INSTRUMENTS if t in ckpt.tag_vocab and composed > 0):
+        in_tune, judged_all, periodicity = 0.0, 0, []
+        for k in range(composed):
+            notes = compose(tag, 4.0, seed + k)
+            n = conditioning.notes_samples(notes, rate)
+            audio = play_notes(model, notes, n, ckpt.tag_vector([tag]), seed + k, temperature)
+            accuracy, judged = pitch_accuracy(audio, rate, notes)
+            in_tune, judged_all = in_tune + accuracy * judged, judged_all + judged
+            periodicity.append(quality(audio, rate).periodicity)
+        report["composed"][tag] = {
+            "pitch_accuracy": in_tune / max(judged_all, 1),
+            "judged_frames": judged_all,
+            "periodicity": float(np.median(periodicity)),
+            "melodies": composed,
+        }
     if reference:  # the training audio itself, through the same measures
         folder = ensure_builtin_dataset(sample_rate=rate)
         ref = {}
@@ -177,25 +197,34 @@ def vocode_report(checkpoint_path: str, baseline_path: str | None = None, second
 
 
 def speed_report(seconds: float = 1.0, repeats: int = 3) -> dict:
-    """CPU seconds of the fast sampler for `seconds` of audio, batch 1, with and without mel frames."""
-    from .. import WaveNet, WaveNetConfig
+    """CPU seconds of the fast sampler for `seconds` of audio, batch 1: without conditioning, with 80-band
+    mel frames, and with notes (a melody of one key at a time: the piano roll and the period tap)."""
+    from .. import WaveNet, WaveNetConfig, conditioning
     from ..sampling import generate
 
     n = int(seconds * 16000)
     plain = WaveNet(WaveNetConfig(), seed=0)
-    local = WaveNet(WaveNetConfig(condition="mel", cond_channels=80, cond_hop=256), seed=0)
-    frames = np.random.default_rng(0).standard_normal((-(-n // 256), 80)).astype(np.float32)
+    mel = WaveNet(WaveNetConfig(condition="mel", cond_channels=80, cond_hop=256), seed=0)
+    notes = WaveNet(WaveNetConfig(condition="notes", cond_channels=conditioning.NOTE_CHANNELS, cond_hop=256), seed=0)
+    mel_frames = np.random.default_rng(0).standard_normal((-(-n // 256), 80)).astype(np.float32)
+    melody = [conditioning.Note(0.25 * i, 0.25, 48 + (7 * i) % 24) for i in range(int(4 * seconds) + 1)]
+    note_frames = conditioning.note_features(melody, n, 256, 16000)
     generate(plain, 64)  # compile (or load) the kernels first
-    generate(local, 64, cond=frames[:1])
+    generate(mel, 64, cond=mel_frames[:1])
+    generate(notes, 64, cond=note_frames[:1])
     out = {}
-    for name, model, kw in (("plain", plain, {}), ("mel80", local, {"cond": frames})):
+    for name, model, kw in (
+        ("plain", plain, {}),
+        ("mel80", mel, {"cond": mel_frames}),
+        ("notes", notes, {"cond": note_frames}),
+    ):
         best = np.inf
         for _ in range(repeats):
             t0 = time.thread_time()
             generate(model, n, **kw)
             best = min(best, time.thread_time() - t0)
         out[name] = {"cpu_s": best, "samples_per_s": n / best}
-    out["slowdown"] = out["mel80"]["cpu_s"] / out["plain"]["cpu_s"] - 1
+    out["slowdown"] = {name: out[name]["cpu_s"] / out["plain"]["cpu_s"] - 1 for name in ("mel80", "notes")}
     return out
 
 
@@ -207,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--temperature", type=float, default=1.0, help="pitch: sampling temperature (default 1)")
     parser.add_argument("--no-reference", action="store_true", help="pitch: skip the training audio's figures")
+    parser.add_argument("--composed", type=int, default=4, help="pitch: composed 4 s melodies per tag (default 4)")
     args = parser.parse_args(argv)
     if args.what == "speed":
         print(json.dumps(speed_report(), indent=1))
@@ -216,5 +246,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.what == "vocode":
         print(json.dumps(vocode_report(args.checkpoint, args.baseline, seed=args.seed), indent=1))
         return 0
-    print(json.dumps(pitch_report(args.checkpoint, args.seed, not args.no_reference, args.temperature), indent=1))
+    report = pitch_report(args.checkpoint, args.seed, not args.no_reference, args.temperature, args.composed)
+    print(json.dumps(report, indent=1))
     return 0

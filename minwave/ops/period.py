@@ -17,7 +17,7 @@ y(t + 1 - τ) by linear interpolation; a_p = sounding[:, (s) // h, p] (0 … 1) 
 predicted sample s (position t predicts the sample one after it). The sum runs over the pitches that sound:
 one for a melody, several for a chord. Causal: n_p ≥ 2 (pitches below the Nyquist frequency), so
 t + 1 - n_p < t. It reads at most `reach` samples back (WaveNetConfig.tap_reach: the dilated layers' own
-span, 255 in the `tiny` preset, so C2 at 65 Hz and up); a pitch with n_p > reach adds nothing. The
+span, 256 in the `tiny` preset, so C2 at 65 Hz and up); a pitch with n_p > reach adds nothing. The
 model's receptive field grows by the reach (every input position the layers read looks that far
 back), so a window of RF codes still determines a position's output (what the naive sampler relies on). Levels
 before the first position are the zero history, as everywhere in the model.

@@ -123,6 +123,40 @@ ax.legend()
 plt.show()
 
 # %% [markdown]
+# ## One period back: the period tap
+#
+# A note repeats itself every period $\tau = f_s / f$ samples, so the best guess for the next sample is
+# the one a period ago. A WaveNet can copy from $\tau$ back only along the one path through its dilated
+# layers whose dilations add up to $\tau$ — a different path for every note — and a small one learns
+# some of those paths wrong: it copies from $2\tau$ and plays the note an octave low. So a notes model's
+# input layer also gets the level one period before the sample it predicts, for each key that sounds
+# (`ops/period.py`, the *long-term predictor* of speech coders), $x_{0,t} \mathrel{+}= r_t\,W_{tap}$ with
+# $r_t = \sum_p a_p\,y(t + 1 - \tau_p)$, linearly interpolated between two samples. It reads only the
+# data, so its backward pass is one product, and it looks at most `tap_reach` samples back (the dilated
+# layers' own span: 256 in `tiny`, C2 and up), which the receptive field now includes. Here is $r_t$ on
+# the organ clip, across a note change: one period into each note, it is the next sample almost exactly.
+
+# %%
+print(inspect.getsource(ops.period_tap_forward))
+y = minwave.mulaw.mulaw_level(minwave.mulaw_encode(audio))  # (T,) the model's input levels
+# positions 0 … T-2 (position t predicts sample t + 1): r[0, t] is the tap for y[t + 1]
+_, r = ops.period_tap_forward(y[None, :-1], roll[None], np.ones((1, 1)), HOP, RATE, 0, 256, len(y) - 1)
+change = round(notes[1].onset_s * RATE)  # the second note's onset
+span = slice(change - 400, change + 400)
+fig, ax = plt.subplots(figsize=(13, 2.5))
+t = np.arange(len(y) - 1)[span] / RATE
+ax.plot(t, y[1:][span], lw=1.2, label="the next level y[t+1]")
+ax.plot(t, r[0, span], lw=1, ls="--", label="the period tap r[t]: one period before it")
+ax.axvline(change / RATE, color="k", lw=0.8)
+names = f"{conditioning.note_name(notes[0].pitch)} -> {conditioning.note_name(notes[1].pitch)}"
+ax.set(xlabel="time (s)", title=f"organ_00 across a note change ({names})")
+ax.legend(loc="upper right")
+plt.show()
+settled = slice(change + 300, change + 2000)
+print(f"after the change: |y[t+1] - r[t]| = {np.abs(y[1:][settled] - r[0, settled]).mean():.3f} on average, "
+      f"against |y[t+1] - y[t]| = {np.abs(np.diff(y))[settled].mean():.3f} for the last sample")  # fmt: skip
+
+# %% [markdown]
 # ## Training a note-conditioned model
 #
 # The `tiny` preset with local conditioning on notes (`WaveNetConfig(condition="notes", cond_channels=176)`)
