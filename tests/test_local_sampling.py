@@ -72,10 +72,10 @@ def test_fast_equals_naive_with_local_conditioning(source, k, stacks, n_tags, n_
     assert not np.array_equal(fast, other)  # the frames are used
 
 
-@pytest.mark.parametrize("source", ["notes", "mel"])
+@pytest.mark.parametrize("source, input", [("notes", "level"), ("notes", "embedding"), ("mel", "level")])
 @pytest.mark.parametrize("offset", [0, 5, 2 * HOP + 3])
-def test_teacher_forced_logits_equal_forward_with_local_conditioning(source, offset):
-    model = local_model(source, kernel_size=3, stacks=2, n_tags=2)
+def test_teacher_forced_logits_equal_forward_with_local_conditioning(source, input, offset):
+    model = local_model(source, kernel_size=3, stacks=2, n_tags=2, input=input)
     B, T = 2, 3 * model.receptive_field + 7
     codes = np.random.default_rng(0).integers(0, 32, (B, T))
     tags = multi_hot(B, 2)
