@@ -154,3 +154,13 @@ def test_bench_notes_pitch_runs_end_to_end(runs, capsys):
     assert report["composed"]["organ"]["melodies"] == 1
     with pytest.raises(SystemExit, match="not a notes-conditioned checkpoint"):
         bench_notes.main(["pitch", "--checkpoint", str(runs["mel"]), "--no-reference"])
+
+
+def test_bench_notes_speed_reports_each_model():
+    """bench notes speed: the fast sampler's CPU time without conditioning, with mel and with notes."""
+    from minwave.bench.notes import speed_report
+
+    report = speed_report(seconds=0.02, repeats=2)
+    for name in ("plain", "mel80", "notes"):
+        assert 0 < report[name]["cpu_s"] <= report[name]["median_cpu_s"] and report[name]["samples_per_s"] > 0
+    assert set(report["slowdown"]) == set(report["slowdown_median"]) == {"mel80", "notes"}
