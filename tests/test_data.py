@@ -167,7 +167,8 @@ def test_mixed_folder_loads_every_format(tmp_path):
     write(tmp_path / "b.flac", sine(seconds=0.3, rate=44100), rate=44100, subtype="PCM_24")
     write(tmp_path / "c.wav", sine(seconds=0.2, rate=22050), rate=22050)
     (tmp_path / "readme.txt").write_text("not audio")
-    dataset = load_dataset(tmp_path, quantization_channels=64)
+    with pytest.warns(DataWarning, match="ignored 1 files that are not audio libsndfile can decode: 1 .txt"):
+        dataset = load_dataset(tmp_path, quantization_channels=64)
     assert [c.path for c in dataset.clips] == ["a.wav", "b.flac", "c.wav"]
     assert dataset.quantization_channels == 64 and dataset.sample_rate == SR
     for clip in dataset.clips:
