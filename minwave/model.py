@@ -121,10 +121,15 @@ class WaveNetConfig:
         return [2**i for i in range(self.layers_per_stack)] * self.stacks
 
     @property
+    def _span(self) -> int:
+        """(k-1)·(1 + Σd): how far back the input layer and the dilated layers together read."""
+        return (self.kernel_size - 1) * (1 + sum(self.dilations))
+
+    @property
     def tap_reach(self) -> int:
         """How far back the period tap reads (ops/period.py): the span of the input layer and the dilated
         layers, (k-1)·(1 + Σd) samples — so it reaches C2 (65 Hz) in the `tiny` preset; 0 without a tap."""
-        return (self.kernel_size - 1) * (1 + sum(self.dilations)) if self.period_tap else 0
+        return self._span if self.period_tap else 0
 
     @property
     def receptive_field(self) -> int:
@@ -133,7 +138,7 @@ class WaveNetConfig:
         The input layer spans k samples and each dilated layer adds (k-1)·d more; a notes model's period
         tap reads up to tap_reach further back from every input position.
         """
-        return (self.kernel_size - 1) * (1 + sum(self.dilations)) + 1 + self.tap_reach
+        return self._span + 1 + self.tap_reach
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -444,7 +449,9 @@ class WaveNet:
         """The input layer on codes x (B, T): x_0 at the last t_out positions (B, t_out, R); a notes
         model adds its period tap (cond (B, F, C) and cond_offset as in _forward)."""
         p, c = self.params, self.config
-        levels = mulaw_level(x, c.quantization_channels).astype(self.dtype)  # (B, T)
+        levels = None  # (B, T) the μ-law levels: the level input's and the period tap's
+        if c.input == "level" or c.period_tap:
+            levels = mulaw_level(x, c.quantization_channels).astype(self.dtype)
         if c.input == "embedding":
             x0, cache = ops.causal_embedding_forward(x, p["input.W"], p["input.b"], t_out)
         else:

@@ -31,6 +31,8 @@ import math
 
 from ..backend import array_module
 from ..conditioning import N_PITCHES, PITCH_LOW, midi_to_hz
+from .conv import sum_outer
+from .upsample import repeat_forward
 
 
 def pitch_periods(sample_rate: int, reach: int) -> list[tuple[int, int, float]]:
@@ -50,8 +52,8 @@ def period_tap_forward(levels, frames, W, hop: int, sample_rate: int, offset: in
     and the cache r (B, t_out). Position t predicts sample offset + t + 1 of the frames (B, F, ≥ P: the
     sounding fractions in channels 0 … P-1), which must cover it. W (1, R).
 
-    reach: the farthest lag read (the model's RF - 1). Only the pitches sounding in the frames used are
-    visited (a melody has a handful of the 88); each is a few (B, t_out) operations.
+    reach: the farthest lag read (WaveNetConfig.tap_reach). Only the pitches sounding in the frames used
+    are visited (a melody has a handful of the 88); each is a few (B, t_out) operations.
     """
     xp = array_module(levels)
     B, T = levels.shape
@@ -64,11 +66,10 @@ def period_tap_forward(levels, frames, W, hop: int, sample_rate: int, offset: in
     active = {int(p) for p in xp.nonzero(sounding.max(axis=(0, 1)) > 0)[0].tolist()}
     r = xp.zeros((B, t_out), dtype=levels.dtype)
     padded = xp.concatenate([xp.zeros((B, reach + 1), dtype=levels.dtype), levels], axis=1)  # y[i]: [i + reach + 1]
-    lo = first - f0 * hop
     for p, n, d in pitch_periods(sample_rate, reach):
         if p not in active:
             continue
-        a = xp.repeat(sounding[:, :, p], hop, axis=1)[:, lo : lo + t_out]  # (B, t_out) held a_p
+        a = repeat_forward(frames[:, :, p : p + 1], hop, first, t_out)[0][:, :, 0]  # (B, t_out) held a_p
         i = reach + 1 + t0 - n  # padded index of y[t0 - n]
         r += a * ((1 - d) * padded[:, i + 1 : i + 1 + t_out] + d * padded[:, i : i + t_out])
     return r[:, :, None] * W[0], r
@@ -76,4 +77,4 @@ def period_tap_forward(levels, frames, W, hop: int, sample_rate: int, offset: in
 
 def period_tap_backward(dx0, r):
     """dW (1, R) = Σ_{b,t} r[b, t] · dx_0[b, t], for x_0's gradient dx0 (B, t_out, R)."""
-    return r.reshape(1, -1) @ dx0.reshape(-1, dx0.shape[-1])
+    return sum_outer(r[:, :, None], dx0)
