@@ -33,6 +33,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +64,7 @@ SCALES = {
 # each, walked evenly, so every note of the range is heard for seconds, not fractions of one (version 3's
 # walks from a root piled up in the middle: the organ's C5 sounded for 0.4 s of 190 s).
 REGISTERS = {"pluck": (36, 60), "organ": (53, 77), "bell": (67, 91)}
+TAIL_S = {"pluck": 0.05, "organ": 0.08, "bell": 0.5}  # a clip's last note's release (the bell rings on)
 
 
 def default_cache_dir() -> Path:
@@ -212,23 +214,36 @@ def render_clip_and_notes(
 
     A note's duration is the time until the next note is played (its instrument may ring on past it).
     """
-    voice = {"pluck": pluck_note, "organ": organ_note, "bell": bell_note}[instrument]
-    tail_s = {"pluck": 0.05, "organ": 0.08, "bell": 0.5}[instrument]  # last note's release (bell: ring)
-    notes = random_melody(rng, instrument)
-    total = int(round((sum(d for _, d in notes) + tail_s) * sample_rate))
-    out = np.zeros(total, dtype=np.float64)  # (T,)
-    start = 0.0
-    score = []
-    for note, duration_s in notes:
+    melody = random_melody(rng, instrument)
+    total_s = sum(d for _, d in melody) + TAIL_S[instrument]
+    score, start = [], 0.0
+    for note, duration_s in melody:
         score.append((start, duration_s, int(note)))
-        wave = voice(midi_to_hz(note), duration_s, sample_rate, rng)
-        i = int(round(start * sample_rate))
-        n = min(len(wave), total - i)
-        out[i : i + n] += wave[:n] * rng.uniform(0.7, 1.0)  # a little variation in loudness
         start += duration_s
+    out = render_notes(
+        instrument, [Note(t, d, p) for t, d, p in score], int(round(total_s * sample_rate)), sample_rate, rng
+    )
     out *= PEAK / np.max(np.abs(out))
     _fade(out, int(0.005 * sample_rate), int(0.050 * sample_rate))
     return out.astype(np.float32), score
+
+
+def render_notes(instrument: str, notes: Sequence[Note], n_samples: int, sample_rate: int, rng) -> np.ndarray:
+    """The synthesiser playing `notes` on `instrument`: float64 (n_samples,), not normalised.
+
+    Notes are rendered one by one and overlap-added, each at a random 0.7-1.0 of its voice's loudness, so
+    a note rings into the next one as far as its instrument lets it (bells ring on, a plucked string is
+    damped when the next note is played); what would sound past n_samples is cut.
+    """
+    voice = {"pluck": pluck_note, "organ": organ_note, "bell": bell_note}[instrument]
+    out = np.zeros(n_samples, dtype=np.float64)  # (T,)
+    for note in notes:
+        wave = voice(midi_to_hz(note.pitch), note.duration_s, sample_rate, rng)
+        i = int(round(note.onset_s * sample_rate))
+        n = min(len(wave), n_samples - i)
+        if n > 0:
+            out[i : i + n] += wave[:n] * rng.uniform(0.7, 1.0)  # a little variation in loudness
+    return out
 
 
 def _write_notes(path: Path, score: list[tuple[float, float, int]]) -> None:

@@ -11,6 +11,7 @@ import pytest
 import soundfile as sf
 from scipy.signal import welch
 
+from minwave.conditioning import Note
 from minwave.data import load_dataset, trim_silence
 from minwave.synth import (
     DATASET_VERSION,
@@ -20,6 +21,7 @@ from minwave.synth import (
     compose,
     ensure_builtin_dataset,
     pluck_note,
+    render_notes,
 )
 
 
@@ -181,3 +183,16 @@ def test_compose_writes_new_melodies_in_the_instruments_register():
     assert compose("organ", 9.0, seed=0) == score and compose("organ", 9.0, seed=1) != score
     with pytest.raises(ValueError, match="no built-in register for 'harp'"):
         compose("harp", 1.0)
+
+
+def test_render_notes_plays_a_score_where_it_is_written():
+    rate = 8000
+    notes = [Note(0.25, 0.5, 69), Note(0.75, 0.25, 81)]  # A4 (440 Hz), then A5 (880 Hz)
+    out = render_notes("organ", notes, rate, rate, np.random.default_rng(0))  # 1 s
+    assert out.shape == (rate,) and not out[: int(0.25 * rate)].any()  # nothing before the first onset
+    for (start, stop), f0 in [((0.3, 0.7), 440), ((0.85, 0.98), 880)]:
+        segment = out[int(start * rate) : int(stop * rate)]
+        spectrum = np.abs(np.fft.rfft(segment * np.hanning(len(segment))))
+        assert abs(np.argmax(spectrum) * rate / len(segment) - f0) < 2 * rate / len(segment)
+    ringing = render_notes("bell", [Note(0.9, 0.05, 69)], rate, rate, np.random.default_rng(0))
+    assert np.abs(ringing[-100:]).max() > 0.1  # a bell rings on past its note, up to the end, and is cut there

@@ -15,8 +15,9 @@ Then, per tag, `--clips` clips of `--seconds` each from the model (the fast samp
 melodies as `generate --melody random` plays them): the fraction the judge assigns to that tag
 (as_tag), the fraction it calls noise, how many clips it gave each verdict, and their median
 periodicity (minwave.quality). The same for an untrained WaveNet of the same config (seed BASELINE_SEED,
-another than the judge saw): the baseline a model must beat. Printed as one JSON object;
-docs/conditioning.md describes it.
+another than the judge saw): the baseline a model must beat; and, for a notes model, for the synthesiser
+itself playing the same scores (rendered_scores, through μ-law): the ceiling, which shows the melodies
+can be told apart at all. Printed as one JSON object; docs/conditioning.md describes it.
 """
 
 from __future__ import annotations
@@ -34,10 +35,10 @@ from .. import checkpoint, pretrained
 from ..data import load_dataset, multi_hot
 from ..judge import NOISE, build_judge
 from ..model import WaveNet
-from ..mulaw import mulaw_decode
+from ..mulaw import mulaw_decode, mulaw_encode
 from ..quality import quality
 from ..sampling import generate
-from ..synth import compose, ensure_builtin_dataset
+from ..synth import PEAK, compose, ensure_builtin_dataset, render_notes
 from ..threads import set_blas_threads
 from .notes import play_notes
 
@@ -61,18 +62,35 @@ def play(model, tag: str, tag_vocab: list[str], clips: int, n: int, temperature:
 def judge_model(model, tag_vocab: list[str], judge, clips: int, seconds: float, temperature: float, seed: int) -> dict:
     """Per tag: {'as_tag', 'noise', 'said' (clips per verdict), 'median_periodicity'} for `clips` clips
     of `seconds` generated with that tag, plus 'all': as_tag and noise over every clip."""
-    rate = model.config.sample_rate
-    n = max(1, int(round(seconds * rate)))
+    n = max(1, int(round(seconds * model.config.sample_rate)))
+    played = {tag: play(model, tag, tag_vocab, clips, n, temperature, seed) for tag in tag_vocab}
+    return judge_clips(judge, played, model.config.sample_rate)
+
+
+def render_scores(tag: str, clips: int, n: int, sample_rate: int, quantization_channels: int, seed: int) -> np.ndarray:
+    """The synthesiser playing the scores a notes model is judged on (clip k: synth.compose(tag, n / rate,
+    seed + k), as `play` gives them), peak-normalised to synth.PEAK and through μ-law: (clips, n)."""
+    out = np.zeros((clips, n))
+    for k in range(clips):
+        audio = render_notes(
+            tag, compose(tag, n / sample_rate, seed + k), n, sample_rate, np.random.default_rng([seed, k])
+        )
+        audio *= PEAK / max(np.abs(audio).max(), 1e-12)
+        out[k] = mulaw_decode(mulaw_encode(audio, quantization_channels), quantization_channels)
+    return out
+
+
+def judge_clips(judge, played: dict, sample_rate: int) -> dict:
+    """{tag: audio (clips, n)} -> the report of judge_model: each tag's verdicts, and 'all'."""
     report, verdicts_all = {}, []
-    for tag in tag_vocab:
-        audio = play(model, tag, tag_vocab, clips, n, temperature, seed)  # (clips, n)
+    for tag, audio in played.items():
         said = [judge.classify_clip(a) for a in audio]
         verdicts_all += [(tag, s) for s in said]
         report[tag] = {
-            "as_tag": round(said.count(tag) / clips, 3),
-            "noise": round(said.count(NOISE) / clips, 3),
+            "as_tag": round(said.count(tag) / len(said), 3),
+            "noise": round(said.count(NOISE) / len(said), 3),
             "said": dict(Counter(said).most_common()),
-            "median_periodicity": round(float(np.median([quality(a, rate).periodicity for a in audio])), 3),
+            "median_periodicity": round(float(np.median([quality(a, sample_rate).periodicity for a in audio])), 3),
         }
     report["all"] = {
         "as_tag": round(float(np.mean([t == s for t, s in verdicts_all])), 3),
@@ -107,6 +125,11 @@ def report(ckpt, name: str, clips: int = 8, seconds: float = 4.0, temperature: f
     model_report = judge_model(ckpt.generation_model(), ckpt.tag_vocab, judge, clips, seconds, temperature, seed)
     baseline = WaveNet(config, seed=BASELINE_SEED)
     baseline_report = judge_model(baseline, ckpt.tag_vocab, judge, clips, seconds, temperature, seed)
+    scores = {}  # a notes model's ceiling: the synthesiser itself playing the same scores
+    if config.condition == "notes":
+        Q = config.quantization_channels
+        rendered = {tag: render_scores(tag, clips, n, rate, Q, seed) for tag in ckpt.tag_vocab}
+        scores = {"rendered_scores": judge_clips(judge, rendered, rate)}
     return {
         "model": name,
         "step": ckpt.step,
@@ -121,6 +144,7 @@ def report(ckpt, name: str, clips: int = 8, seconds: float = 4.0, temperature: f
         "judge_training_windows": int(len(judge.train_y)),
         "model_clips": model_report,
         "untrained_baseline": baseline_report,
+        **scores,
         "judge_fit_s": round(fitted_s, 1),
         "wall_s": round(time.perf_counter() - t0, 1),
     }
