@@ -138,6 +138,9 @@ def test_the_benchmark_runs_end_to_end(tmp_path, capsys, local):
     assert out["untrained_baseline"]["all"]["noise"] == 1.0  # an untrained model makes noise
     if local:  # a notes model's ceiling: the synthesiser playing the same scores, judged as their tags
         assert out["rendered_scores"]["all"]["as_tag"] == 1.0
+        gap = out["rendered_scores"]["bell"]["model_minus_rendered_db"]
+        assert list(gap) == ["0-250 Hz", "250-1000 Hz", "1000-5000 Hz", "5000-8000 Hz"]
+        assert max(map(abs, gap.values())) > 3  # an untrained model's hiss is not a bell's spectrum
     else:
         assert "rendered_scores" not in out
 
@@ -151,3 +154,16 @@ def test_the_benchmark_refuses_an_untagged_model(tmp_path, capsys):
         bench.main(["--checkpoint", str(path), "--clips", "1", "--seconds", "0.5"])
     assert bench.main(["--checkpoint", str(tmp_path / "missing.npz")]) == 1
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_the_spectrum_gap_finds_the_band_a_clip_lacks():
+    rate, n = 16000, 8000
+    t = np.arange(n) / rate
+    rng = np.random.default_rng(0)
+    full = np.stack([np.sin(2 * np.pi * 440 * t) + np.sin(2 * np.pi * 2000 * t) + 0.01 * rng.standard_normal(n)] * 2)
+    dull = np.stack(
+        [np.sin(2 * np.pi * 440 * t) + 0.1 * np.sin(2 * np.pi * 2000 * t) + 0.01 * rng.standard_normal(n)] * 2
+    )
+    gap = bench.spectrum_gap(dull, full, rate)
+    assert gap["1000-5000 Hz"] < -15 and gap["250-1000 Hz"] > 2  # the 2 kHz partial 20 dB down; its share moved to 440
+    assert bench.spectrum_gap(3 * full, full, rate)["1000-5000 Hz"] == 0  # loudness-free

@@ -17,7 +17,9 @@ melodies as `generate --melody random` plays them): the fraction the judge assig
 periodicity (minwave.quality). The same for an untrained WaveNet of the same config (seed BASELINE_SEED,
 another than the judge saw): the baseline a model must beat; and, for a notes model, for the synthesiser
 itself playing the same scores (rendered_scores, through μ-law): the ceiling, which shows the melodies
-can be told apart at all. Printed as one JSON object; docs/conditioning.md describes it.
+can be told apart at all; with, per tag, where the model's spectrum parts from the synthesiser's on
+those scores (model_minus_rendered_db: each band's share of the power, model over synthesiser, in dB).
+Printed as one JSON object; docs/conditioning.md describes it.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ from .notes import play_notes
 
 UNTRAINED_SEED = 100  # the untrained WaveNet whose output the judge learns as noise
 BASELINE_SEED = 7  # the untrained WaveNet judged as the baseline (not the one above)
+GAP_BANDS_HZ = (0, 250, 1000, 5000)  # spectrum_gap's bands: their lower edges, the last up to sr/2
+GAP_FRAME = 1024  # spectrum_gap's FFT frame, samples
 
 
 def play(model, tag: str, tag_vocab: list[str], clips: int, n: int, temperature: float, seed: int) -> np.ndarray:
@@ -78,6 +82,27 @@ def render_scores(tag: str, clips: int, n: int, sample_rate: int, quantization_c
         audio *= PEAK / max(np.abs(audio).max(), 1e-12)
         out[k] = mulaw_decode(mulaw_encode(audio, quantization_channels), quantization_channels)
     return out
+
+
+def band_shares(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """(clips, n) audio -> (len(GAP_BANDS_HZ),): each band's share of a clip's power, averaged over the clips
+    (Hann frames of GAP_FRAME samples, half overlapping; loudness-free, as the judge's features are)."""
+    frame = min(GAP_FRAME, audio.shape[1])
+    frames = np.lib.stride_tricks.sliding_window_view(audio, frame, axis=1)[:, :: max(1, frame // 2)]
+    power = (np.abs(np.fft.rfft(frames * np.hanning(frame), axis=2)) ** 2).sum(axis=1)  # (clips, frame/2 + 1)
+    power /= np.maximum(power.sum(axis=1, keepdims=True), 1e-30)
+    f = np.fft.rfftfreq(frame, 1 / sample_rate)
+    edges = list(GAP_BANDS_HZ) + [np.inf]
+    return np.array([power[:, (f >= lo) & (f < hi)].sum(axis=1).mean() for lo, hi in zip(edges[:-1], edges[1:])])
+
+
+def spectrum_gap(model_audio: np.ndarray, rendered_audio: np.ndarray, sample_rate: int) -> dict:
+    """{'LO-HI Hz': dB} per band of GAP_BANDS_HZ: 10 log10 of the model's band share over the rendered
+    scores' (band_shares): where the model's spectrum has too much (+) or too little (-) of its power."""
+    model, rendered = band_shares(model_audio, sample_rate), band_shares(rendered_audio, sample_rate)
+    edges = [f"{lo}" for lo in GAP_BANDS_HZ] + [f"{sample_rate // 2}"]
+    gap = 10 * np.log10(np.maximum(model, 1e-30) / np.maximum(rendered, 1e-30))
+    return {f"{lo}-{hi} Hz": round(float(g), 1) for lo, hi, g in zip(edges[:-1], edges[1:], gap)}
 
 
 def judge_clips(judge, played: dict, sample_rate: int) -> dict:
@@ -122,7 +147,9 @@ def report(ckpt, name: str, clips: int = 8, seconds: float = 4.0, temperature: f
     untrained_audio = [play(untrained, tag, ckpt.tag_vocab, 1, n, 1.0, UNTRAINED_SEED)[0] for tag in ckpt.tag_vocab]
     judge, held_out = build_judge(dataset, rate, seed=0, noise=untrained_audio)
     fitted_s = time.perf_counter() - t0
-    model_report = judge_model(ckpt.generation_model(), ckpt.tag_vocab, judge, clips, seconds, temperature, seed)
+    model = ckpt.generation_model()
+    played = {tag: play(model, tag, ckpt.tag_vocab, clips, n, temperature, seed) for tag in ckpt.tag_vocab}
+    model_report = judge_clips(judge, played, rate)
     baseline = WaveNet(config, seed=BASELINE_SEED)
     baseline_report = judge_model(baseline, ckpt.tag_vocab, judge, clips, seconds, temperature, seed)
     scores = {}  # a notes model's ceiling: the synthesiser itself playing the same scores
@@ -130,6 +157,8 @@ def report(ckpt, name: str, clips: int = 8, seconds: float = 4.0, temperature: f
         Q = config.quantization_channels
         rendered = {tag: render_scores(tag, clips, n, rate, Q, seed) for tag in ckpt.tag_vocab}
         scores = {"rendered_scores": judge_clips(judge, rendered, rate)}
+        for tag in ckpt.tag_vocab:  # and where the model's spectrum parts from the synthesiser's
+            scores["rendered_scores"][tag]["model_minus_rendered_db"] = spectrum_gap(played[tag], rendered[tag], rate)
     return {
         "model": name,
         "step": ckpt.step,
