@@ -235,6 +235,8 @@ def render_notes(instrument: str, notes: Sequence[Note], n_samples: int, sample_
     a note rings into the next one as far as its instrument lets it (bells ring on, a plucked string is
     damped when the next note is played); what would sound past n_samples is cut.
     """
+    if instrument not in REGISTERS:
+        raise ValueError(f"no built-in instrument {instrument!r}: the synthesiser plays {', '.join(INSTRUMENTS)}")
     voice = {"pluck": pluck_note, "organ": organ_note, "bell": bell_note}[instrument]
     out = np.zeros(n_samples, dtype=np.float64)  # (T,)
     for note in notes:

@@ -196,3 +196,5 @@ def test_render_notes_plays_a_score_where_it_is_written():
         assert abs(np.argmax(spectrum) * rate / len(segment) - f0) < 2 * rate / len(segment)
     ringing = render_notes("bell", [Note(0.9, 0.05, 69)], rate, rate, np.random.default_rng(0))
     assert np.abs(ringing[-100:]).max() > 0.1  # a bell rings on past its note, up to the end, and is cut there
+    with pytest.raises(ValueError, match="no built-in instrument 'harp'"):
+        render_notes("harp", notes, rate, rate, np.random.default_rng(0))

@@ -67,8 +67,12 @@ def judge_model(model, tag_vocab: list[str], judge, clips: int, seconds: float, 
     """Per tag: {'as_tag', 'noise', 'said' (clips per verdict), 'median_periodicity'} for `clips` clips
     of `seconds` generated with that tag, plus 'all': as_tag and noise over every clip."""
     n = max(1, int(round(seconds * model.config.sample_rate)))
-    played = {tag: play(model, tag, tag_vocab, clips, n, temperature, seed) for tag in tag_vocab}
-    return judge_clips(judge, played, model.config.sample_rate)
+    return judge_clips(judge, play_tags(model, tag_vocab, clips, n, temperature, seed), model.config.sample_rate)
+
+
+def play_tags(model, tag_vocab: list[str], clips: int, n: int, temperature: float, seed: int) -> dict:
+    """{tag: audio (clips, n)}: `play` for every tag of the vocabulary."""
+    return {tag: play(model, tag, tag_vocab, clips, n, temperature, seed) for tag in tag_vocab}
 
 
 def render_scores(tag: str, clips: int, n: int, sample_rate: int, quantization_channels: int, seed: int) -> np.ndarray:
@@ -147,8 +151,7 @@ def report(ckpt, name: str, clips: int = 8, seconds: float = 4.0, temperature: f
     untrained_audio = [play(untrained, tag, ckpt.tag_vocab, 1, n, 1.0, UNTRAINED_SEED)[0] for tag in ckpt.tag_vocab]
     judge, held_out = build_judge(dataset, rate, seed=0, noise=untrained_audio)
     fitted_s = time.perf_counter() - t0
-    model = ckpt.generation_model()
-    played = {tag: play(model, tag, ckpt.tag_vocab, clips, n, temperature, seed) for tag in ckpt.tag_vocab}
+    played = play_tags(ckpt.generation_model(), ckpt.tag_vocab, clips, n, temperature, seed)
     model_report = judge_clips(judge, played, rate)
     baseline = WaveNet(config, seed=BASELINE_SEED)
     baseline_report = judge_model(baseline, ckpt.tag_vocab, judge, clips, seconds, temperature, seed)
