@@ -34,6 +34,7 @@ from collections import Counter
 import numpy as np
 
 from .. import checkpoint, pretrained
+from ..conditioning import power_spectrogram
 from ..data import load_dataset, multi_hot
 from ..judge import NOISE, build_judge
 from ..model import WaveNet
@@ -90,12 +91,11 @@ def render_scores(tag: str, clips: int, n: int, sample_rate: int, quantization_c
 
 def band_shares(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     """(clips, n) audio -> (len(GAP_BANDS_HZ),): each band's share of a clip's power, averaged over the clips
-    (Hann frames of GAP_FRAME samples, half overlapping; loudness-free, as the judge's features are)."""
-    frame = min(GAP_FRAME, audio.shape[1])
-    frames = np.lib.stride_tricks.sliding_window_view(audio, frame, axis=1)[:, :: max(1, frame // 2)]
-    power = (np.abs(np.fft.rfft(frames * np.hanning(frame), axis=2)) ** 2).sum(axis=1)  # (clips, frame/2 + 1)
+    (conditioning.power_spectrogram: Hann frames of GAP_FRAME samples, half overlapping; loudness-free, as
+    the judge's features are)."""
+    power = np.stack([power_spectrogram(a, GAP_FRAME // 2, GAP_FRAME).sum(axis=0) for a in audio])  # (clips, bins)
     power /= np.maximum(power.sum(axis=1, keepdims=True), 1e-30)
-    f = np.fft.rfftfreq(frame, 1 / sample_rate)
+    f = np.fft.rfftfreq(GAP_FRAME, 1 / sample_rate)
     edges = list(GAP_BANDS_HZ) + [np.inf]
     return np.array([power[:, (f >= lo) & (f < hi)].sum(axis=1).mean() for lo, hi in zip(edges[:-1], edges[1:])])
 
