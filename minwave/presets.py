@@ -32,6 +32,7 @@ TRAIN_KEYS = (
     "lr_half_life",
     "ema",
     "input_noise",
+    "input_noise_mix",
 )
 
 
@@ -55,6 +56,7 @@ class Preset:
     lr_half_life: int = 0  # after the warm-up, the learning rate halves every this many steps; 0: constant
     ema: float = 0.0  # decay of the weights' moving average used for validation, samples and export; 0: off
     input_noise: int = 0  # each input code moves by up to ± this many levels during training; 0: off
+    input_noise_mix: float = 0.0  # 0: every row ± input_noise; 1: each row's level drawn from 0 … input_noise
 
     def train_defaults(self) -> dict:
         return {key: getattr(self, key) for key in TRAIN_KEYS}

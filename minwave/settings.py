@@ -27,13 +27,13 @@ from .model import WaveNetConfig
 from .presets import DEFAULT_PRESET, MODEL_KEYS, PRESETS, TRAIN_KEYS, get_preset
 
 # Settings that define the run: --resume takes them from the checkpoint and refuses different values
-# (the last four are the recipe: how the learning rate moves, the weights are averaged, the inputs noised).
+# (the last five are the recipe: how the learning rate moves, the weights are averaged, the inputs noised).
 LOCKED = ("data", "preset", "model", "sample_rate", "batch_size", "segment", "seed", "valid_fraction")
-LOCKED += ("warmup", "lr_half_life", "ema", "input_noise")
+LOCKED += ("warmup", "lr_half_life", "ema", "input_noise", "input_noise_mix")
 # Settings that --resume may change: how long, how fast, how often to report.
 CHANGEABLE = ("steps", "lr", "clip_norm", "checkpoint_every", "eval_every", "log_every", "sample_seconds")
 # What a run stored before the recipe settings existed trained with (resume keeps these values).
-RECIPE_BEFORE = {"warmup": 0, "lr_half_life": 0, "ema": 0.0, "input_noise": 0}
+RECIPE_BEFORE = {"warmup": 0, "lr_half_life": 0, "ema": 0.0, "input_noise": 0, "input_noise_mix": 0.0}
 
 
 class Number:
@@ -64,6 +64,7 @@ positive_float = Number("positive number", "a number > 0", float, lambda v: 0 < 
 non_negative_float = Number("non-negative number", "a number >= 0", float, lambda v: 0 <= v < math.inf)
 fraction = Number("fraction between 0 and 1", "a number between 0 and 1", float, lambda v: 0 < v < 1)
 decay = Number("number in [0, 1)", "a number in [0, 1)", float, lambda v: 0 <= v < 1)
+share = Number("number in [0, 1]", "a number in [0, 1]", float, lambda v: 0 <= v <= 1)
 
 # The rule of every numeric setting: the type of its option, and the check of a config file's or a
 # checkpoint's value. Every training setting (TRAIN_KEYS) has one.
@@ -81,6 +82,7 @@ RULES = {
     "lr_half_life": non_negative_int,
     "ema": decay,
     "input_noise": non_negative_int,
+    "input_noise_mix": share,
     "sample_rate": positive_int,
     "seed": non_negative_int,
     "valid_fraction": fraction,

@@ -150,8 +150,14 @@ def noisy_codes(
     rng: np.random.Generator,
     rows: slice | None = None,
     batch_size: int = 0,
+    mix: float = 0.0,
 ) -> np.ndarray:
     """x (B, T) codes, each moved by a uniform random integer in [-n, n], kept within 0 … Q-1.
+
+    mix > 0 (--input-noise-mix): each row b draws its own level m_b, uniform over the integers
+    n - round(mix · n) … n, and its codes move by a uniform integer in [-m_b, m_b] instead: with mix 1
+    some rows are clean and some as noisy as n, so the network learns to use a clean past and to
+    survive a noisy one. mix 0 draws exactly what it always did.
 
     With data-parallel ranks x is rows `rows` of a global batch of batch_size rows (data.BatchSampler's
     shard): the noise is drawn for the whole batch and this rank's rows taken, so N ranks move every code
@@ -159,7 +165,11 @@ def noisy_codes(
     """
     if rows is None:
         rows, batch_size = slice(0, len(x)), len(x)
-    noise = rng.integers(-n, n + 1, (batch_size, x.shape[1]))[rows]  # (B, T) drawn, this rank's rows kept
+    if mix:
+        m = rng.integers(n - round(mix * n), n + 1, (batch_size, 1))  # (B, 1) each row's level
+        noise = rng.integers(-m, m + 1, (batch_size, x.shape[1]))[rows]  # (B, T) drawn, this rank's rows kept
+    else:
+        noise = rng.integers(-n, n + 1, (batch_size, x.shape[1]))[rows]
     return np.clip(x + noise, 0, quantization_channels - 1)
 
 
@@ -492,7 +502,9 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
             inputs = None  # what the network reads instead of x: noisy codes with --input-noise
             if s["input_noise"]:  # a generator of the step alone: resume stays exact, any number of ranks
                 rng = np.random.default_rng((s["seed"], step, 0))
-                noisy = noisy_codes(drawn[0], s["input_noise"], Q, rng, sampler.rows, sampler.batch_size)
+                noisy = noisy_codes(
+                    drawn[0], s["input_noise"], Q, rng, sampler.rows, sampler.batch_size, s["input_noise_mix"]
+                )
                 inputs = backend.asarray(noisy)
             optimizer.lr = scheduled_lr(step + 1, s["lr"], s["warmup"], s["lr_half_life"])  # optim.py
             loss, norm = train_step(model, optimizer, batch, comm, inputs)

@@ -339,6 +339,8 @@ def test_existing_checkpoint_without_resume(tmp_path, cfg, capsys):
         (["--lr", "nan"], {}, "invalid positive number"),
         (["--preset", "huge"], {}, "invalid choice"),
         (["--valid-fraction", "1.5"], {}, "fraction between 0 and 1"),
+        (["--input-noise-mix", "1.5"], {}, "invalid number in [0, 1] value: '1.5'"),
+        ([], {"input_noise_mix": -0.5}, "input_noise_mix must be a number in [0, 1]"),
     ],
 )
 def test_bad_options_are_one_line(tmp_path, capsys, argv, config, expected):

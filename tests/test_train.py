@@ -45,7 +45,7 @@ def metrics(run_dir: Path) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------------ resume
-RECIPE = ["--warmup", 3, "--lr-half-life", 4, "--ema", 0.9, "--input-noise", 2]  # the whole recipe
+RECIPE = ["--warmup", 3, "--lr-half-life", 4, "--ema", 0.9, "--input-noise", 2, "--input-noise-mix", 1]  # all of it
 PLAIN = ["--warmup", 0, "--lr-half-life", 0, "--ema", 0, "--input-noise", 0]  # none of it (the presets have it)
 
 
@@ -108,6 +108,7 @@ def test_resume_may_change_lr_and_length_but_not_the_run(tmp_path, cfg, capsys):
         ("--preset", "small"),
         ("--sample-rate", 8000),
         ("--valid-fraction", 0.3),
+        ("--input-noise-mix", 0.5),
         ("--data", tmp_path),
     ]:
         code, _, err = run(capsys, "--resume", "--out", run_dir, "--steps", 6, option, value)
@@ -355,3 +356,19 @@ def test_input_noise_of_the_ranks_adds_up_to_one_process():
     ]
     np.testing.assert_array_equal(np.concatenate(halves), whole)
     assert 0 < np.abs(whole - x).max() <= 3 and whole.min() >= 0 and whole.max() <= 255
+
+
+def test_input_noise_mix_draws_a_level_per_row():
+    """--input-noise-mix 1: each row's codes move by up to its own ±m, m from 0 … n, rows of the ranks
+    adding up to one process; mix 0 draws exactly what the plain --input-noise always drew."""
+    x = np.full((400, 300), 128)
+    moved = np.abs(train.noisy_codes(x, 6, 256, np.random.default_rng(3), mix=1.0) - x).max(axis=1)  # (B,) per row
+    assert set(moved.tolist()) == set(range(7))  # clean rows, rows at ±6 and every level between
+    half = np.abs(train.noisy_codes(x, 6, 256, np.random.default_rng(3), mix=0.5) - x).max(axis=1)
+    assert set(half.tolist()) == {3, 4, 5, 6}  # levels 6 - round(0.5 · 6) … 6
+    whole = train.noisy_codes(x[:4], 6, 256, np.random.default_rng(7), mix=1.0)
+    halves = [train.noisy_codes(x[r], 6, 256, np.random.default_rng(7), r, 4, 1.0) for r in (slice(0, 2), slice(2, 4))]
+    np.testing.assert_array_equal(np.concatenate(halves), whole)
+    plain = train.noisy_codes(x, 6, 256, np.random.default_rng(3))
+    np.testing.assert_array_equal(train.noisy_codes(x, 6, 256, np.random.default_rng(3), mix=0.0), plain)
+    np.testing.assert_array_equal(plain - x, np.random.default_rng(3).integers(-6, 7, x.shape))

@@ -136,6 +136,13 @@ def build_parser() -> ArgumentParser:
         f"0: off {preset_default('input_noise')}",
     )
     setting(
+        "input_noise_mix",
+        "SHARE",
+        "how far below N each row's noise may be: every row of a batch draws its own level m from "
+        "N - round(SHARE·N) … N and reads its codes moved by up to ±m, so with 1 the rows range from clean "
+        f"to ±N and the network learns both; 0: every row ±N {preset_default('input_noise_mix')}",
+    )
+    setting(
         "sample_seconds",
         "SECONDS",
         f"seconds of audio generated per tag at each checkpoint; 0 turns it off {preset_default('sample_seconds')}",
