@@ -18,7 +18,8 @@ periodicity (minwave.quality). The same for an untrained WaveNet of the same con
 another than the judge saw): the baseline a model must beat; and, for a notes model, for the synthesiser
 itself playing the same scores (rendered_scores, through μ-law): the ceiling, which shows the melodies
 can be told apart at all; with, per tag, where the model's spectrum parts from the synthesiser's on
-those scores (model_minus_rendered_db: each band's share of the power, model over synthesiser, in dB).
+those scores (model_minus_rendered_db: per octave band, the judge's loudness-free log envelope, model
+minus synthesiser, in dB).
 Printed as one JSON object; docs/conditioning.md describes it.
 """
 
@@ -34,9 +35,8 @@ from collections import Counter
 import numpy as np
 
 from .. import checkpoint, pretrained
-from ..conditioning import power_spectrogram
 from ..data import load_dataset, multi_hot
-from ..judge import NOISE, build_judge
+from ..judge import NOISE, band_centres, build_judge, window_envelopes
 from ..model import WaveNet
 from ..mulaw import mulaw_decode, mulaw_encode
 from ..quality import quality
@@ -47,8 +47,7 @@ from .notes import play_notes
 
 UNTRAINED_SEED = 100  # the untrained WaveNet whose output the judge learns as noise
 BASELINE_SEED = 7  # the untrained WaveNet judged as the baseline (not the one above)
-GAP_BANDS_HZ = (0, 250, 1000, 5000)  # spectrum_gap's bands: their lower edges, the last up to sr/2
-GAP_FRAME = 1024  # spectrum_gap's FFT frame, samples
+GAP_BANDS_HZ = (0, 250, 500, 1000, 2000, 4000)  # spectrum_gap's octave bands: their lower edges, the last up to sr/2
 
 
 def play(model, tag: str, tag_vocab: list[str], clips: int, n: int, temperature: float, seed: int) -> np.ndarray:
@@ -89,24 +88,24 @@ def render_scores(tag: str, clips: int, n: int, sample_rate: int, quantization_c
     return out
 
 
-def band_shares(audio: np.ndarray, sample_rate: int) -> np.ndarray:
-    """(clips, n) audio -> (len(GAP_BANDS_HZ),): each band's share of a clip's power, averaged over the clips
-    (conditioning.power_spectrogram: Hann frames of GAP_FRAME samples, half overlapping; loudness-free, as
-    the judge's features are)."""
-    power = np.stack([power_spectrogram(a, GAP_FRAME // 2, GAP_FRAME).sum(axis=0) for a in audio])  # (clips, bins)
-    power /= np.maximum(power.sum(axis=1, keepdims=True), 1e-30)
-    f = np.fft.rfftfreq(GAP_FRAME, 1 / sample_rate)
-    edges = list(GAP_BANDS_HZ) + [np.inf]
-    return np.array([power[:, (f >= lo) & (f < hi)].sum(axis=1).mean() for lo, hi in zip(edges[:-1], edges[1:])])
-
-
 def spectrum_gap(model_audio: np.ndarray, rendered_audio: np.ndarray, sample_rate: int) -> dict:
-    """{'LO-HI Hz': dB} per band of GAP_BANDS_HZ: 10 log10 of the model's band share over the rendered
-    scores' (band_shares): where the model's spectrum has too much (+) or too little (-) of its power."""
-    model, rendered = band_shares(model_audio, sample_rate), band_shares(rendered_audio, sample_rate)
-    edges = [f"{lo}" for lo in GAP_BANDS_HZ] + [f"{sample_rate // 2}"]
-    gap = 10 * np.log10(np.maximum(model, 1e-30) / np.maximum(rendered, 1e-30))
-    return {f"{lo}-{hi} Hz": round(float(g), 1) for lo, hi, g in zip(edges[:-1], edges[1:], gap)}
+    """{'LO-HI Hz': dB} per octave band of GAP_BANDS_HZ: the judge's loudness-free log mel envelope
+    (judge.window_envelopes, averaged over the loud windows of every clip (clips, n)), model minus
+    rendered scores, averaged over the mel bands centred in the band, in dB: where the model's
+    envelope sits above (+) or below (-) the synthesiser's, as the judge's features see it."""
+
+    def mean_envelope(audio):
+        envelopes = [e[loud] for e, loud in (window_envelopes(a, sample_rate) for a in audio)]
+        return np.concatenate(envelopes).mean(axis=0) * (10 / math.log(10))  # (M,) in dB
+
+    gap = mean_envelope(model_audio) - mean_envelope(rendered_audio)  # (M,)
+    centres = band_centres(sample_rate)
+    edges = list(GAP_BANDS_HZ) + [sample_rate // 2]
+    return {
+        f"{lo}-{hi} Hz": round(float(gap[(centres >= lo) & (centres < hi)].mean()), 1)
+        for lo, hi in zip(edges[:-1], edges[1:])
+        if ((centres >= lo) & (centres < hi)).any()
+    }
 
 
 def judge_clips(judge, played: dict, sample_rate: int) -> dict:
