@@ -98,48 +98,10 @@ def window_starts(n_samples: int, sample_rate: int) -> np.ndarray:
     return np.arange(max(1, n_samples // n)) * n
 
 
-def window_envelopes(audio, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
-    """(T,) audio -> e (W, M), the loudness-free log mel envelope e_m of each window (natural log; the
-    module docstring), and loud (W,) bool as window_features gives it. A silent window's e is zeros."""
-    spectra = _window_spectra(audio, sample_rate)
-    return np.stack([envelope for envelope, _, _ in spectra]), _loud(np.array([energy for _, _, energy in spectra]))
-
-
-def band_centres(sample_rate: int) -> np.ndarray:
-    """(M,) the centre frequency in Hz of each mel band of the envelope."""
-    return mel_to_hz(np.linspace(hz_to_mel(FMIN), hz_to_mel(sample_rate / 2), N_BANDS + 2))[1:-1]
-
-
-def window_features(audio, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
-    """(T,) audio -> features (W, F) = [c_1 … c_J, r, s] per window, loud (W,) bool (module docstring).
-
-    `loud` is False for silent windows and for those more than QUIET_DB below the clip's loudest;
-    a silent window's features are zeros.
-    """
-    m = np.arange(N_BANDS)
-    dct = np.sqrt(2 / N_BANDS) * np.cos(np.pi / N_BANDS * np.outer(np.arange(1, N_CEPSTRA + 1), m + 0.5))  # (J, M)
-    spectra = _window_spectra(audio, sample_rate)
-    hop_s = _fft_size(sample_rate) // 2 / sample_rate
-    features = np.zeros((len(spectra), N_FEATURES))  # (W, F)
-    for w, (envelope, (x, power), energy) in enumerate(spectra):
-        if energy == 0.0:
-            continue
-        features[w, :N_CEPSTRA] = dct @ envelope  # (J,) of the loudness-free envelope
-        features[w, N_CEPSTRA] = quality(x * (0.1 / np.sqrt(energy)), sample_rate).periodicity
-        frame_db = 10 * np.log10(power.sum(axis=1) + EPS * power.sum())  # (frames,)
-        t = (np.arange(len(frame_db)) - (len(frame_db) - 1) / 2) * hop_s  # seconds, centred
-        features[w, N_CEPSTRA + 1] = t @ frame_db / max(t @ t, 1e-12)  # least-squares slope, dB/s (0: one frame)
-    return features, _loud(np.array([energy for _, _, energy in spectra]))
-
-
-def _fft_size(sample_rate: int) -> int:
-    """FRAME_S in samples, rounded to a power of two (1024 at 16 kHz)."""
-    return 1 << int(round(np.log2(FRAME_S * sample_rate)))
-
-
-def _window_spectra(audio, sample_rate: int) -> list:
-    """Per window: (envelope e (M,), (samples x, power (frames, n_fft/2 + 1) of its Hann frames), mean
-    square); e and power are zeros for a silent window."""
+def window_spectra(audio, sample_rate: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, float]]:
+    """(T,) audio -> per WINDOW_S window: (e (M,) its loudness-free log mel envelope (module docstring),
+    x its samples, power (frames, n_fft/2 + 1) of its Hann frames, energy its mean square). A silent
+    window's e and power are zeros."""
     audio = np.asarray(audio, dtype=np.float64)
     if audio.ndim != 1 or audio.size == 0 or not np.all(np.isfinite(audio)):
         raise ValueError(f"the judge takes one non-empty mono clip of finite samples (T,), got shape {audio.shape}")
@@ -152,14 +114,54 @@ def _window_spectra(audio, sample_rate: int) -> list:
         energy = float(np.mean(x * x))
         frame_starts = np.arange(0, len(x) - n_fft + 1, n_fft // 2)
         if energy == 0.0:
-            out.append((np.zeros(N_BANDS), (x, np.zeros((len(frame_starts), n_fft // 2 + 1))), energy))
+            out.append((np.zeros(N_BANDS), x, np.zeros((len(frame_starts), n_fft // 2 + 1)), energy))
             continue
         frames = x[frame_starts[:, None] + np.arange(n_fft)] * np.hanning(n_fft)  # (frames, n_fft)
         power = np.abs(np.fft.rfft(frames, axis=1)) ** 2  # (frames, n_fft/2 + 1)
         bands = bank @ power.mean(axis=0)  # (M,) of the Welch average
         log_bands = np.log(bands + EPS * bands.mean())
-        out.append((log_bands - log_bands.mean(), (x, power), energy))
+        out.append((log_bands - log_bands.mean(), x, power, energy))
     return out
+
+
+def window_features(audio, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """(T,) audio -> features (W, F) = [c_1 … c_J, r, s] per window, loud (W,) bool (module docstring).
+
+    `loud` is False for silent windows and for those more than QUIET_DB below the clip's loudest;
+    a silent window's features are zeros.
+    """
+    m = np.arange(N_BANDS)
+    dct = np.sqrt(2 / N_BANDS) * np.cos(np.pi / N_BANDS * np.outer(np.arange(1, N_CEPSTRA + 1), m + 0.5))  # (J, M)
+    spectra = window_spectra(audio, sample_rate)
+    hop_s = _fft_size(sample_rate) // 2 / sample_rate
+    features = np.zeros((len(spectra), N_FEATURES))  # (W, F)
+    for w, (envelope, x, power, energy) in enumerate(spectra):
+        if energy == 0.0:
+            continue
+        features[w, :N_CEPSTRA] = dct @ envelope  # (J,) of the loudness-free envelope
+        features[w, N_CEPSTRA] = quality(x * (0.1 / np.sqrt(energy)), sample_rate).periodicity
+        frame_db = 10 * np.log10(power.sum(axis=1) + EPS * power.sum())  # (frames,)
+        t = (np.arange(len(frame_db)) - (len(frame_db) - 1) / 2) * hop_s  # seconds, centred
+        features[w, N_CEPSTRA + 1] = t @ frame_db / max(t @ t, 1e-12)  # least-squares slope, dB/s (0: one frame)
+    return features, _loud(np.array([energy for *_, energy in spectra]))
+
+
+def window_envelopes(audio, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """(T,) audio -> e (W, M), each window's loudness-free log mel envelope (natural log), and loud (W,)
+    as window_features gives it: what the judge's cepstra are made from, band by band."""
+    spectra = window_spectra(audio, sample_rate)
+    return np.stack([envelope for envelope, *_ in spectra]), _loud(np.array([energy for *_, energy in spectra]))
+
+
+def band_centres(sample_rate: int) -> np.ndarray:
+    """(M,) the centre frequency in Hz of each mel band of the envelope (conditioning.mel_filterbank's
+    points m + 1)."""
+    return mel_to_hz(np.linspace(hz_to_mel(FMIN), hz_to_mel(sample_rate / 2), N_BANDS + 2))[1:-1]
+
+
+def _fft_size(sample_rate: int) -> int:
+    """FRAME_S in samples, rounded to a power of two (1024 at 16 kHz)."""
+    return 1 << int(round(np.log2(FRAME_S * sample_rate)))
 
 
 def _loud(energy: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ import pytest
 import soundfile as sf
 
 from minwave import WaveNet, WaveNetConfig, checkpoint, mulaw_decode, mulaw_encode
+from minwave import judge as judge_module
 from minwave.bench import judge as bench
 from minwave.conditioning import NOTE_CHANNELS
 from minwave.data import load_dataset, split_by_file
@@ -171,3 +172,21 @@ def test_the_spectrum_gap_finds_the_band_a_clip_lacks():
     assert min(gap, key=gap.get) == "2000-4000 Hz" and gap["2000-4000 Hz"] < -3  # 20 dB in 2 of its 8 mel bands
     assert all(0 <= gap[b] < 2 for b in gap if b != "2000-4000 Hz")  # the rest: the mean taken out, a little up
     assert all(v == 0 for v in bench.spectrum_gap(3 * full, full, rate).values())  # loudness-free
+
+
+def test_window_envelopes_are_what_the_cepstra_are_made_of():
+    """window_envelopes gives each window's envelope e_m: its DCT is window_features' c_1 … c_J, its mean
+    is 0 (loudness-free), and its peak sits in the mel band centred on a tone's frequency."""
+    rate = 16000
+    t = np.arange(rate) / rate
+    audio = np.sin(2 * np.pi * 1000 * t) * np.exp(-t)
+    envelopes, loud = judge_module.window_envelopes(audio, rate)
+    features, loud_too = judge_module.window_features(audio, rate)
+    np.testing.assert_array_equal(loud, loud_too)
+    M, J = judge_module.N_BANDS, judge_module.N_CEPSTRA
+    dct = np.sqrt(2 / M) * np.cos(np.pi / M * np.outer(np.arange(1, J + 1), np.arange(M) + 0.5))
+    np.testing.assert_allclose(envelopes @ dct.T, features[:, :J], atol=1e-9)
+    np.testing.assert_allclose(envelopes.mean(axis=1), 0, atol=1e-9)
+    centres = judge_module.band_centres(rate)
+    assert len(centres) == M and np.all(np.diff(centres) > 0)
+    assert np.abs(centres[envelopes.argmax(axis=1)] - 1000).max() < 100

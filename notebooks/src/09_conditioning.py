@@ -22,7 +22,7 @@ from IPython.display import Audio, display
 import minwave
 from minwave import fastgen, ops
 from minwave.data import BatchSampler, load_dataset, split_by_file, validation_batches
-from minwave.judge import N_CEPSTRA, QUIET, build_judge, window_features
+from minwave.judge import N_CEPSTRA, QUIET, build_judge, window_features, window_spectra
 from minwave.presets import get_preset
 from minwave.quality import quality
 from minwave.synth import ensure_builtin_dataset
@@ -177,9 +177,11 @@ plt.show()
 # The classifier is plain **5 nearest neighbours** in standardised feature space; a clip's verdict is
 # the majority of its windows (those within 30 dB of its loudest: the rests between notes do not vote).
 # Every real clip is learned twice more with noise 10–40 dB below it, so that an instrument with a
-# noise floor — what a half-trained model makes — is still that instrument. The features, whole:
+# noise floor — what a half-trained model makes — is still that instrument. The features, whole: each
+# window's spectrum and envelope first, then the features from them:
 
 # %%
+print(inspect.getsource(window_spectra))
 print(inspect.getsource(window_features))
 
 # %% [markdown]
