@@ -173,6 +173,11 @@ def resolve_settings(args) -> tuple[dict, dict]:
         WaveNetConfig(**model, sample_rate=sample_rate)  # every model field is checked here
     except (TypeError, ValueError) as exc:
         raise UsageError(f"--config: {exc}") from None
+    if settings["input_noise_mix"] and not settings["input_noise"]:
+        raise UsageError(
+            f"--input-noise-mix {settings['input_noise_mix']:g} spreads the levels of --input-noise, which is 0: "
+            "give --input-noise N too (or leave the mix 0)"
+        )
     return settings, given
 
 

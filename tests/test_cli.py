@@ -341,6 +341,7 @@ def test_existing_checkpoint_without_resume(tmp_path, cfg, capsys):
         (["--valid-fraction", "1.5"], {}, "fraction between 0 and 1"),
         (["--input-noise-mix", "1.5"], {}, "invalid number in [0, 1] value: '1.5'"),
         ([], {"input_noise_mix": -0.5}, "input_noise_mix must be a number in [0, 1]"),
+        (["--input-noise-mix", "1", "--input-noise", "0"], {}, "give --input-noise N too"),
     ],
 )
 def test_bad_options_are_one_line(tmp_path, capsys, argv, config, expected):
