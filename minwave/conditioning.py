@@ -295,6 +295,12 @@ def mel_to_hz(m):
     return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
 
 
+def mel_points(n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    """(M + 2,) Hz: M + 2 points spaced evenly on the mel scale from fmin to fmax; filter m of
+    mel_filterbank rises from point m, peaks at point m + 1 (its centre) and falls to point m + 2."""
+    return mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))
+
+
 def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
     """(M, n_fft/2 + 1) triangular filters, Slaney-normalised (each has area 2 / bandwidth ... in Hz).
 
@@ -305,7 +311,7 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax:
     if not 0 <= fmin < fmax <= sample_rate / 2:
         raise ConditioningError(f"mel filter bank: need 0 <= fmin < fmax <= {sample_rate / 2} Hz, got {fmin}, {fmax}")
     fft_hz = np.arange(n_fft // 2 + 1) * sample_rate / n_fft  # (n_fft/2 + 1,) the FFT bins' frequencies
-    points = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))  # (M + 2,)
+    points = mel_points(n_mels, fmin, fmax)  # (M + 2,)
     width = np.diff(points)  # (M + 1,)
     rise = (fft_hz[None, :] - points[:-2, None]) / width[:-1, None]  # (M, bins)  0 at m, 1 at m+1
     fall = (points[2:, None] - fft_hz[None, :]) / width[1:, None]  # (M, bins)  1 at m+1, 0 at m+2

@@ -70,7 +70,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .conditioning import hz_to_mel, mel_filterbank, mel_to_hz
+from .conditioning import mel_filterbank, mel_points
 from .data import AudioDataset, load_dataset, split_by_file
 from .mulaw import mulaw_decode, mulaw_encode
 from .quality import quality
@@ -154,9 +154,8 @@ def window_envelopes(audio, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def band_centres(sample_rate: int) -> np.ndarray:
-    """(M,) the centre frequency in Hz of each mel band of the envelope (conditioning.mel_filterbank's
-    points m + 1)."""
-    return mel_to_hz(np.linspace(hz_to_mel(FMIN), hz_to_mel(sample_rate / 2), N_BANDS + 2))[1:-1]
+    """(M,) the centre frequency in Hz of each mel band of the envelope (conditioning.mel_points m + 1)."""
+    return mel_points(N_BANDS, FMIN, sample_rate / 2)[1:-1]
 
 
 def _fft_size(sample_rate: int) -> int:

@@ -101,11 +101,8 @@ def spectrum_gap(model_audio: np.ndarray, rendered_audio: np.ndarray, sample_rat
     gap = mean_envelope(model_audio) - mean_envelope(rendered_audio)  # (M,)
     centres = band_centres(sample_rate)
     edges = list(GAP_BANDS_HZ) + [sample_rate // 2]
-    return {
-        f"{lo}-{hi} Hz": round(float(gap[(centres >= lo) & (centres < hi)].mean()), 1)
-        for lo, hi in zip(edges[:-1], edges[1:])
-        if ((centres >= lo) & (centres < hi)).any()
-    }
+    bands = {f"{lo}-{hi} Hz": (centres >= lo) & (centres < hi) for lo, hi in zip(edges[:-1], edges[1:])}
+    return {name: round(float(gap[inside].mean()), 1) for name, inside in bands.items() if inside.any()}
 
 
 def judge_clips(judge, played: dict, sample_rate: int) -> dict:

@@ -73,6 +73,7 @@ plt.show()
 # and the mel filter bank are twenty lines of NumPy; the test suite holds them to librosa's to 1e-9.
 
 # %%
+print(inspect.getsource(conditioning.mel_points))
 print(inspect.getsource(conditioning.mel_filterbank))
 mel = conditioning.log_mel(audio, **conditioning.mel_parameters(RATE, HOP, 80))  # (F, 80)
 assert mel.shape == (len(roll), 80)
