@@ -10,7 +10,7 @@ import soundfile as sf
 from minwave import WaveNet, WaveNetConfig, checkpoint, mulaw_decode, mulaw_encode
 from minwave import judge as judge_module
 from minwave.bench import judge as bench
-from minwave.conditioning import NOTE_CHANNELS
+from minwave.conditioning import NOTE_CHANNELS, Note
 from minwave.data import load_dataset, split_by_file
 from minwave.judge import NOISE, QUIET, VALID_FRACTION, Judge, build_judge, window_features, with_hiss
 from minwave.synth import ensure_builtin_dataset, midi_to_hz, organ_note, pluck_note
@@ -142,8 +142,53 @@ def test_the_benchmark_runs_end_to_end(tmp_path, capsys, local):
         gap = out["rendered_scores"]["bell"]["model_minus_rendered_db"]
         assert list(gap) == ["0-250 Hz", "250-500 Hz", "500-1000 Hz", "1000-2000 Hz", "2000-4000 Hz", "4000-8000 Hz"]
         assert max(map(abs, gap.values())) > 3  # an untrained model's hiss is not a bell's spectrum
+        assert out["rendered_scores"]["bell"]["as_tag_windows"]["between"] == 1.0  # the synthesiser rings as a bell
+        assert set(out["model_clips"]["bell"]["as_tag_windows"]) == {"onset", "between"}
+        assert 4.5 < out["model_clips"]["bell"]["bits_since_onset"]["0-5 ms"] < 5.5  # untrained: about log2(Q = 32)
     else:
         assert "rendered_scores" not in out
+
+
+def test_onset_shares_split_the_windows_at_the_notes_onsets(monkeypatch):
+    """Windows of 0.25 s; notes start at 0.1 s and 0.6 s, so windows 0 and 2 hold an onset. The stub
+    judge hears bell in both, and in 3 of the other 5 loud windows (a quiet one does not vote)."""
+
+    class Stub:
+        def windows(self, audio):
+            return ["bell", "pluck", "bell", "pluck", QUIET, "bell", "bell", "bell"]
+
+    notes = [Note(0.1, 0.3, 72), Note(0.6, 0.5, 74)]
+    monkeypatch.setattr(bench, "compose", lambda tag, seconds, seed: notes)
+    audio = np.zeros((2, 2 * RATE))  # two clips of 8 windows each
+    assert bench.onset_shares(Stub(), "bell", audio, RATE, seed=0) == {"onset": 1.0, "between": 0.6}
+    assert bench.onset_shares(Stub(), "organ", audio, RATE, seed=0) == {"onset": 0.0, "between": 0.0}
+    monkeypatch.setattr(bench, "compose", lambda tag, seconds, seed: [])  # no onsets: no onset windows
+    assert bench.onset_shares(Stub(), "bell", audio, RATE, seed=0) == {"onset": None, "between": 0.714}  # 5 of 7
+
+
+def test_onset_bits_bins_the_loss_by_time_since_the_latest_onset(monkeypatch):
+    """A stub model sure of every target in the first 5 ms after an onset (0 bits) and uniform over the
+    256 codes elsewhere (8 bits): onset_bits puts exactly that in its bins, the targets before the first
+    onset in none."""
+    notes = [Note(0.1, 0.3, 72), Note(0.6, 0.5, 74)]
+    monkeypatch.setattr(bench, "compose", lambda tag, seconds, seed: notes)
+
+    def stub_logits(model, codes, tags, frames):
+        n = codes.shape[1]
+        logits = np.zeros((1, n, 256), dtype=np.float32)
+        target_time = np.arange(1, n) / RATE  # logits[:, t] predicts codes[:, t+1]
+        sure = np.zeros(n - 1, dtype=bool)
+        for note in notes:
+            sure |= (target_time >= note.onset_s) & (target_time < note.onset_s + 0.005)
+        logits[0, np.flatnonzero(sure), codes[0, 1:][sure]] = 60.0
+        return logits
+
+    monkeypatch.setattr(bench, "teacher_forced_logits", stub_logits)
+    model = WaveNet(WaveNetConfig(n_tags=3, condition="notes", cond_channels=NOTE_CHANNELS, sample_rate=RATE))
+    audio = np.random.default_rng(0).uniform(-0.5, 0.5, (2, RATE))  # two clips of 1 s
+    bits = bench.onset_bits(model, "bell", ["bell", "organ", "pluck"], audio, seed=0)
+    assert list(bits) == ["0-5 ms", "5-20 ms", "20-100 ms", "100-250 ms", "250+ ms"]
+    assert bits["0-5 ms"] == 0.0 and all(bits[k] == 8.0 for k in list(bits)[1:])
 
 
 def test_the_benchmark_refuses_an_untagged_model(tmp_path, capsys):

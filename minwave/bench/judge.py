@@ -19,7 +19,10 @@ another than the judge saw): the baseline a model must beat; and, for a notes mo
 itself playing the same scores (rendered_scores, through μ-law): the ceiling, which shows the melodies
 can be told apart at all; with, per tag, where the model's spectrum parts from the synthesiser's on
 those scores (model_minus_rendered_db: per octave band, the judge's loudness-free log envelope, model
-minus synthesiser, in dB).
+minus synthesiser, in dB), and for both, the share of the judge's windows heard as the tag among those
+that hold a note's onset and among the rest (as_tag_windows: is it the strike or the ring that fails?);
+and the model's teacher-forced bits per sample on those renderings by the time since the latest onset
+(bits_since_onset: has it learned the strike at all?).
 Printed as one JSON object; docs/conditioning.md describes it.
 """
 
@@ -35,8 +38,10 @@ from collections import Counter
 import numpy as np
 
 from .. import checkpoint, pretrained
+from ..conditioning import note_features
 from ..data import load_dataset, multi_hot
-from ..judge import NOISE, band_centres, build_judge, window_envelopes
+from ..fastgen import teacher_forced_logits
+from ..judge import NOISE, QUIET, WINDOW_S, band_centres, build_judge, window_envelopes, window_starts
 from ..model import WaveNet
 from ..mulaw import mulaw_decode, mulaw_encode
 from ..quality import quality
@@ -47,6 +52,7 @@ from .notes import play_notes
 
 UNTRAINED_SEED = 100  # the untrained WaveNet whose output the judge learns as noise
 BASELINE_SEED = 7  # the untrained WaveNet judged as the baseline (not the one above)
+ONSET_BINS_S = (0.0, 0.005, 0.02, 0.1, 0.25)  # onset_bits' bins of time since the latest onset; the last open
 GAP_BANDS_HZ = (0, 250, 500, 1000, 2000, 4000)  # spectrum_gap's octave bands: their lower edges, the last up to sr/2
 
 
@@ -105,6 +111,51 @@ def spectrum_gap(model_audio: np.ndarray, rendered_audio: np.ndarray, sample_rat
     return {name: round(float(gap[inside].mean()), 1) for name, inside in bands.items() if inside.any()}
 
 
+def onset_shares(judge, tag: str, audio: np.ndarray, sample_rate: int, seed: int) -> dict:
+    """Where a notes model's clips of `tag` (audio (clips, n); clip k plays synth.compose(tag, n / rate,
+    seed + k), as `play` does) are heard as `tag`: {'onset': the share of the judge's loud windows that
+    hold a note's onset labelled `tag`, 'between': the same for the other loud windows} (None if none)."""
+    hits, totals = {"onset": 0, "between": 0}, {"onset": 0, "between": 0}
+    for k, clip in enumerate(audio):
+        onsets = np.array([note.onset_s for note in compose(tag, len(clip) / sample_rate, seed + k)])
+        for start, label in zip(window_starts(len(clip), sample_rate) / sample_rate, judge.windows(clip)):
+            if label == QUIET:
+                continue
+            kind = "onset" if ((onsets >= start) & (onsets < start + WINDOW_S)).any() else "between"
+            hits[kind] += label == tag
+            totals[kind] += 1
+    return {kind: round(hits[kind] / totals[kind], 3) if totals[kind] else None for kind in hits}
+
+
+def onset_bits(model, tag: str, tag_vocab: list[str], audio: np.ndarray, seed: int) -> dict:
+    """A notes model's teacher-forced bits per sample on the synthesiser's renderings (render_scores:
+    audio (clips, n), clip k playing synth.compose(tag, n / rate, seed + k)), by the time since the latest
+    note onset: {'0-5 ms': bits, …, '250+ ms': bits} (ONSET_BINS_S; None for an empty bin). The true past
+    is given, so a bin far above the others is a part of the note the model has not learned, not one its
+    own errors lose."""
+    c = model.config
+    rate, Q = c.sample_rate, c.quantization_channels
+    nats, counts = np.zeros(len(ONSET_BINS_S)), np.zeros(len(ONSET_BINS_S))
+    for k, clip in enumerate(audio):
+        notes = compose(tag, len(clip) / rate, seed + k)
+        codes = mulaw_encode(clip, Q)  # (n,) the rendering's own codes: it went through μ-law already
+        frames = note_features(notes, len(codes) + 1, c.cond_hop, rate)  # (F, C), up to the last target
+        tags = multi_hot([tag], tag_vocab)[None]  # (1, G)
+        logits = teacher_forced_logits(model, codes[None], tags, frames[None])[0, :-1].astype(np.float64)  # (n-1, Q)
+        top = logits.max(axis=1)  # logits[t] predicts codes[t+1]; its cross-entropy in nats:
+        loss = top + np.log(np.exp(logits - top[:, None]).sum(axis=1)) - logits[np.arange(len(codes) - 1), codes[1:]]
+        t = np.arange(1, len(codes)) / rate  # (n-1,) the time of each target
+        onsets = np.sort([note.onset_s for note in notes])
+        latest = np.searchsorted(onsets, t, side="right") - 1  # (n-1,) the latest onset at or before t; -1: none
+        after = latest >= 0
+        bins = np.searchsorted(ONSET_BINS_S, t[after] - onsets[latest[after]], side="right") - 1
+        np.add.at(nats, bins, loss[after])
+        np.add.at(counts, bins, 1)
+    names = [f"{lo * 1000:g}-{hi * 1000:g} ms" for lo, hi in zip(ONSET_BINS_S, ONSET_BINS_S[1:])]
+    names.append(f"{ONSET_BINS_S[-1] * 1000:g}+ ms")
+    return {name: round(float(s / n / math.log(2)), 2) if n else None for name, s, n in zip(names, nats, counts)}
+
+
 def judge_clips(judge, played: dict, sample_rate: int) -> dict:
     """{tag: audio (clips, n)} -> the report of judge_model: each tag's verdicts, and 'all'."""
     report, verdicts_all = {}, []
@@ -147,7 +198,8 @@ def report(ckpt, name: str, clips: int = 8, seconds: float = 4.0, temperature: f
     untrained_audio = [play(untrained, tag, ckpt.tag_vocab, 1, n, 1.0, UNTRAINED_SEED)[0] for tag in ckpt.tag_vocab]
     judge, held_out = build_judge(dataset, rate, seed=0, noise=untrained_audio)
     fitted_s = time.perf_counter() - t0
-    played = play_tags(ckpt.generation_model(), ckpt.tag_vocab, clips, n, temperature, seed)
+    model = ckpt.generation_model()
+    played = play_tags(model, ckpt.tag_vocab, clips, n, temperature, seed)
     model_report = judge_clips(judge, played, rate)
     baseline = WaveNet(config, seed=BASELINE_SEED)
     baseline_report = judge_model(baseline, ckpt.tag_vocab, judge, clips, seconds, temperature, seed)
@@ -156,8 +208,11 @@ def report(ckpt, name: str, clips: int = 8, seconds: float = 4.0, temperature: f
         Q = config.quantization_channels
         rendered = {tag: render_scores(tag, clips, n, rate, Q, seed) for tag in ckpt.tag_vocab}
         scores = {"rendered_scores": judge_clips(judge, rendered, rate)}
-        for tag in ckpt.tag_vocab:  # and where the model's spectrum parts from the synthesiser's
+        for tag in ckpt.tag_vocab:  # where the model's spectrum parts from the synthesiser's, and when
             scores["rendered_scores"][tag]["model_minus_rendered_db"] = spectrum_gap(played[tag], rendered[tag], rate)
+            scores["rendered_scores"][tag]["as_tag_windows"] = onset_shares(judge, tag, rendered[tag], rate, seed)
+            model_report[tag]["as_tag_windows"] = onset_shares(judge, tag, played[tag], rate, seed)
+            model_report[tag]["bits_since_onset"] = onset_bits(model, tag, ckpt.tag_vocab, rendered[tag], seed)
     return {
         "model": name,
         "step": ckpt.step,
