@@ -44,6 +44,7 @@ from ..fastgen import teacher_forced_logits
 from ..judge import NOISE, QUIET, WINDOW_S, band_centres, build_judge, window_envelopes, window_starts
 from ..model import WaveNet
 from ..mulaw import mulaw_decode, mulaw_encode
+from ..ops.loss import softmax_cross_entropy_forward
 from ..quality import quality
 from ..sampling import generate
 from ..synth import PEAK, compose, ensure_builtin_dataset, render_notes
@@ -142,15 +143,16 @@ def onset_bits(model, tag: str, tag_vocab: list[str], audio: np.ndarray, seed: i
         frames = note_features(notes, len(codes) + 1, c.cond_hop, rate)  # (F, C), up to the last target
         tags = multi_hot([tag], tag_vocab)[None]  # (1, G)
         logits = teacher_forced_logits(model, codes[None], tags, frames[None])[0, :-1].astype(np.float64)  # (n-1, Q)
-        top = logits.max(axis=1)  # logits[t] predicts codes[t+1]; its cross-entropy in nats:
-        loss = top + np.log(np.exp(logits - top[:, None]).sum(axis=1)) - logits[np.arange(len(codes) - 1), codes[1:]]
-        t = np.arange(1, len(codes)) / rate  # (n-1,) the time of each target
+        t = np.arange(1, len(codes)) / rate  # (n-1,) the time of each target: logits[t] predicts codes[t+1]
         onsets = np.sort([note.onset_s for note in notes])
         latest = np.searchsorted(onsets, t, side="right") - 1  # (n-1,) the latest onset at or before t; -1: none
-        after = latest >= 0
-        bins = np.searchsorted(ONSET_BINS_S, t[after] - onsets[latest[after]], side="right") - 1
-        np.add.at(nats, bins, loss[after])
-        np.add.at(counts, bins, 1)
+        since = np.where(latest >= 0, t - onsets[np.maximum(latest, 0)], -1.0)  # (n-1,) -1: before any onset
+        bins = np.searchsorted(ONSET_BINS_S, since, side="right") - 1  # (n-1,) -1: before any onset
+        for b in range(len(ONSET_BINS_S)):
+            inside = bins == b
+            if inside.any():  # the training loss itself, in nats, on this bin's targets
+                nats[b] += float(softmax_cross_entropy_forward(logits[inside], codes[1:][inside])[0]) * inside.sum()
+                counts[b] += inside.sum()
     names = [f"{lo * 1000:g}-{hi * 1000:g} ms" for lo, hi in zip(ONSET_BINS_S, ONSET_BINS_S[1:])]
     names.append(f"{ONSET_BINS_S[-1] * 1000:g}+ ms")
     return {name: round(float(s / n / math.log(2)), 2) if n else None for name, s, n in zip(names, nats, counts)}
