@@ -165,11 +165,8 @@ def noisy_codes(
     """
     if rows is None:
         rows, batch_size = slice(0, len(x)), len(x)
-    if mix:
-        m = rng.integers(n - round(mix * n), n + 1, (batch_size, 1))  # (B, 1) each row's level
-        noise = rng.integers(-m, m + 1, (batch_size, x.shape[1]))[rows]  # (B, T) drawn, this rank's rows kept
-    else:
-        noise = rng.integers(-n, n + 1, (batch_size, x.shape[1]))[rows]
+    m = rng.integers(n - round(mix * n), n + 1, (batch_size, 1)) if mix else n  # (B, 1) each row's level, or n
+    noise = rng.integers(-m, m + 1, (batch_size, x.shape[1]))[rows]  # (B, T) drawn, this rank's rows kept
     return np.clip(x + noise, 0, quantization_channels - 1)
 
 
