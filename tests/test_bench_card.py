@@ -55,6 +55,7 @@ def test_notes_card_plays_each_tags_melody(runs, capsys, tmp_path):
         assert row["melody"] == MELODIES[tag] and row["seconds"] == 0.2
         assert len(sf.read(tmp_path / f"run-notes_{tag}.wav")[0]) == 3200
         assert 0 <= row["pitch_accuracy"] <= 1 and 0 <= row["periodicity"] <= 1
+        assert row["tonal_notes"] in ("0/1", "1/1")  # 0.2 s: the first note's span only
 
 
 def test_notes_card_without_librosa_says_so(runs, capsys, tmp_path, monkeypatch):

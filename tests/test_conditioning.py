@@ -341,6 +341,27 @@ def test_the_benchmarks_pitch_judge(builtin_cache):
         assert judged > 100 and right > 0.9 and wrong < 0.1, (name, right, wrong)
 
 
+def test_tonal_notes_counts_each_noisy_note(builtin_cache):
+    """bench.notes.tonal_notes scores every note on its own: all of a real organ clip's notes are tonal,
+    and a note whose span is replaced by noise of the same loudness is the one that stops counting."""
+    import soundfile as sf
+
+    from minwave.bench.notes import ATTACK_S, tonal_notes
+    from minwave.synth import ensure_builtin_dataset
+
+    folder = ensure_builtin_dataset()
+    audio, sr = sf.read(str(folder / "organ_00.wav"))
+    notes = cond.read_notes(cond.notes_path_for(folder / "organ_00.wav"))
+    tonal, judged = tonal_notes(audio, sr, notes)
+    assert judged >= 5 and tonal == judged, (tonal, judged)
+    noisy = audio.copy()
+    for n in notes[1:3]:  # two notes' spans become noise as loud as they were
+        span = slice(int((n.onset_s + ATTACK_S) * sr), int((n.onset_s + n.duration_s) * sr))
+        noisy[span] = np.random.default_rng(0).standard_normal(span.stop - span.start) * noisy[span].std()
+    assert tonal_notes(noisy, sr, notes) == (judged - 2, judged)
+    assert tonal_notes(audio[: int(notes[1].onset_s * sr)], sr, notes)[1] == 1  # notes past the end: not judged
+
+
 def test_channels_per_conditioning_type():
     assert cond.channels("notes") == 176 and cond.channels("mel") == 80 and cond.channels("mel", 40) == 40
     with pytest.raises(ConditioningError, match="conditioning type must be one of"):

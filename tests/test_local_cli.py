@@ -151,6 +151,9 @@ def test_bench_notes_pitch_runs_end_to_end(runs, capsys):
         assert set(report[part]) == {"bell", "organ", "pluck"}
         for row in report[part].values():
             assert 0 <= row["pitch_accuracy"] <= 1 and row["judged_frames"] > 0 and 0 <= row["periodicity"] <= 1
+            tonal, judged = map(int, row["tonal_notes"].split("/"))
+            assert 0 <= tonal <= judged and judged > 0
+    assert all(row["tonal_notes"].endswith("/7") for row in report["tags"].values())  # each arpeggio's 7 notes
     assert report["composed"]["organ"]["melodies"] == 1
     with pytest.raises(SystemExit, match="not a notes-conditioned checkpoint"):
         bench_notes.main(["pitch", "--checkpoint", str(runs["mel"]), "--no-reference"])

@@ -18,8 +18,8 @@ a tune absent from the training data, as long as `generate --melody` makes it (i
 conditioning.NOTES_TAIL_S), or only its first --seconds when given; one stream per tag, the same call as
 `python -m minwave.bench notes pitch` makes, so the figures agree. DIR/NAME.png has one spectrogram per
 tag (0-2 kHz, where the fundamentals lie) with the requested notes drawn over it at their fundamental;
-its title gives the pitch accuracy of bench notes (librosa.yin, a dev dependency; without librosa
-the title says so and the JSON has null).
+its title gives the pitch accuracy and the tonal notes of bench notes (the pitch by librosa.yin, a dev
+dependency; without librosa the title says so and the JSON has null).
 
 Every panel's title gives minwave.quality's periodicity (a steady note 0.9-1, white noise 0.1-0.2); all
 panels share one colour scale (dB re a full-scale sine, DYNAMIC_RANGE_DB below the loudest bin shown).
@@ -51,7 +51,7 @@ from ..sampling import generate
 from ..settings import non_negative_float, non_negative_int, positive_float
 from ..synth import ensure_builtin_dataset, midi_to_hz
 from ..threads import set_blas_threads
-from .notes import MELODIES, pitch_accuracy, play_notes
+from .notes import MELODIES, pitch_accuracy, play_notes, tonal_notes
 
 PROG = "minwave.bench card"
 DEFAULT_SECONDS = 4.0  # per tag, for a tag-conditioned model
@@ -213,12 +213,14 @@ def notes_card(ckpt, name: str, out: Path, seconds: float | None, seed: int, tem
         audio = play_notes(model, notes, n, ckpt.tag_vector([tag]), seed, temperature)  # (n,)
         wav = atomic_write_audio(out / f"{name}_{tag}.wav", audio, rate)
         accuracy, judged = pitch_accuracy(audio, rate, notes) if has_librosa else (None, None)
+        tonal, notes_judged = tonal_notes(audio, rate, notes)
         rows[tag] = {
             "melody": MELODIES[tag],
             "seconds": round(n / rate, 3),
             "periodicity": round(quality(audio, rate).periodicity, 3),
             "pitch_accuracy": None if accuracy is None else round(accuracy, 3),
             "judged_frames": judged,
+            "tonal_notes": f"{tonal}/{notes_judged}",
             "wav": str(wav),
         }
         clips.append((audio, notes))
@@ -242,7 +244,7 @@ def notes_card(ckpt, name: str, out: Path, seconds: float | None, seed: int, tem
             if has_librosa
             else "pitch: librosa not installed"
         )
-        ax.set_title(f"{tag}: periodicity {row['periodicity']:.2f}\n{pitch}")
+        ax.set_title(f"{tag}: periodicity {row['periodicity']:.2f}, tonal notes {row['tonal_notes']}\n{pitch}")
     fig.colorbar(image, ax=axes, label="dB re full-scale sine", shrink=0.9)
     fig.suptitle(f"{name}: {heading(ckpt)}; unseen melodies (cyan: the notes asked for); seed {seed}")
     figure = save_figure(fig, out / f"{name}.png")
