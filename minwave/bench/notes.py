@@ -13,11 +13,11 @@ pitch: the checkpoint (trained with --condition notes) plays MELODIES, which are
 music (its melodies are random walks on random scales; these are fixed arpeggios), once per tag with
 the fast sampler. An independent tracker, librosa.yin (a dev dependency), estimates f0 every 256
 samples; a frame is judged when it is voiced (RMS >= -40 dBFS and within 30 dB of the loudest frame)
-and lies inside a requested note, at least ATTACK_S after its onset and 20 ms before its end. Pitch
+and lies inside a requested note, at least ATTACK_S after its onset and RELEASE_S before its end. Pitch
 accuracy is the fraction of judged frames within ±50 cents of the note. Periodicity is
 minwave.quality's (median normalised-autocorrelation peak over voiced frames). A clip's median hides a
 few noisy notes among long tonal ones, so tonal notes counts them one by one: each note's span (the
-same ATTACK_S after its onset to 20 ms before its end) scored by minwave.quality on its own, tonal at a
+same ATTACK_S after its onset to RELEASE_S before its end) scored by minwave.quality on its own, tonal at a
 periodicity of TONAL or more (a held note scores 0.9–1, noise 0.1–0.2). The same numbers for the
 built-in training clips (their own notes) are the reference.
 """
@@ -36,8 +36,15 @@ MELODIES = {  # per tag: a tune in that instrument's register, absent from the t
     "bell": "C5:0.4 E5:0.4 G5:0.4 C6:0.8 G5:0.4 E5:0.4 C5:0.8",
 }
 ATTACK_S = 0.05
+RELEASE_S = 0.02  # a note is judged up to this long before its end
 TOLERANCE_CENTS = 50.0
 TONAL = 0.8  # a note's own periodicity at or above this counts it as tonal
+
+
+def judged_span(note) -> tuple[float, float]:
+    """(start, end) in seconds of the part of a note that is judged: ATTACK_S after its onset to RELEASE_S
+    before its end."""
+    return note.onset_s + ATTACK_S, note.onset_s + note.duration_s - RELEASE_S
 
 
 def pitch_accuracy(audio: np.ndarray, sample_rate: int, notes, hop: int = 256) -> tuple[float, int]:
@@ -53,7 +60,8 @@ def pitch_accuracy(audio: np.ndarray, sample_rate: int, notes, hop: int = 256) -
     voiced = (rms >= 10 ** (-40 / 20)) & (rms >= rms.max() * 10 ** (-30 / 20))
     expected = np.full(len(f0), np.nan)
     for n in notes:
-        inside = (times >= n.onset_s + ATTACK_S) & (times <= n.onset_s + n.duration_s - 0.02)
+        start_s, end_s = judged_span(n)
+        inside = (times >= start_s) & (times <= end_s)
         expected[inside] = midi_to_hz(n.pitch)
     judged = voiced & np.isfinite(expected)
     if not judged.any():
@@ -69,8 +77,8 @@ def tonal_notes(audio: np.ndarray, sample_rate: int, notes) -> tuple[int, int]:
 
     tonal = judged = 0
     for n in notes:
-        start = int(round((n.onset_s + ATTACK_S) * sample_rate))
-        stop = min(int(round((n.onset_s + n.duration_s - 0.02) * sample_rate)), len(audio))
+        start_s, end_s = judged_span(n)
+        start, stop = int(round(start_s * sample_rate)), min(int(round(end_s * sample_rate)), len(audio))
         if stop - start < FRAME_S * sample_rate:
             continue
         judged += 1
