@@ -46,11 +46,14 @@ from .backend import out_of_memory_errors
 from .checkpoint import CHECKPOINT_NAME, CheckpointError
 from .cli.errors import (
     Interrupted,
+    Terminated,
     TrainingError,
     UsageError,
     interrupt_exit_code,
     interrupt_name,
     os_error_message,
+    raise_pending,
+    sigterm_arrived,
     warn,
 )
 from .conditioning import ConditioningError, clip_features
@@ -493,6 +496,7 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
     )
     try:
         while step < s["steps"]:
+            raise_pending()  # a SIGTERM that arrived inside a weakref callback, which swallows exceptions
             t0 = time.perf_counter()
             drawn = sampler.sample()  # x (B, segment + RF), tags[, cond]: host arrays
             batch = device_batch(drawn, backend, cond_offset)  # the arguments of loss_and_grads
@@ -583,6 +587,11 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
             f"cannot write the audio samples in {run_dir / SAMPLES_DIR} ({exc.error_string}; is the disk full?) "
             f"at step {step}; {kept}"
         ) from None
+    except Exception:
+        if not sigterm_arrived():
+            raise
+        kept = _kept(saved_step, ckpt_path, run_dir)  # an error SIGTERM caused (cli/errors.py: sigterm_arrived)
+        raise Interrupted(f"{interrupt_name(Terminated())} at step {step}; {kept}", Terminated.exit_code) from None
     finally:
         bar.close()
         restore_threads()

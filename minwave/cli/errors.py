@@ -70,9 +70,31 @@ def interrupt_name(exc: KeyboardInterrupt) -> str:
     return "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
 
 
+_pending: list[Terminated] = []  # a SIGTERM whose exception may have been swallowed (see raise_pending)
+
+
 def _raise_terminated(signum, frame):
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
-    raise Terminated()
+    _pending.append(Terminated())
+    raise _pending[-1]
+
+
+def raise_pending() -> None:
+    """Raise the SIGTERM that arrived, if its exception was lost; long loops call this once per round.
+
+    The signal handler raises wherever the program was, and Python cannot pass on an exception raised
+    inside a weakref callback or a __del__ method: it prints "Exception ignored" and goes on. A training
+    run signalled there would otherwise train to its last step.
+    """
+    if _pending:
+        raise _pending.pop()
+
+
+def sigterm_arrived() -> bool:
+    """True once SIGTERM has arrived (while run_cli runs). An exception raised after it is its debris:
+    Python turns an exception raised in a class body's __set_name__ (while a module is imported) into a
+    RuntimeError, and a library interrupted mid-update may fail later with an error of its own."""
+    return bool(_pending)
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -125,6 +147,7 @@ def run_cli(prog: str, body: Callable[[list[str] | None], int | None], argv: lis
     """
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main else None
+    _pending.clear()
     try:
         return int(body(argv) or 0)
     except SystemExit as exc:  # --help and --version exit through argparse
@@ -144,6 +167,12 @@ def run_cli(prog: str, body: Callable[[list[str] | None], int | None], argv: lis
     except OSError as exc:  # a full disk, a folder without write permission, a read-only filesystem …
         print(error_line(prog, os_error_message(exc)), file=sys.stderr, flush=True)
         return 1
+    except Exception:
+        if not sigterm_arrived():
+            raise  # a bug in minwave: it keeps its traceback
+        print(f"{prog}: {interrupt_name(Terminated())}", file=sys.stderr, flush=True)  # the signal's debris
+        return Terminated.exit_code
     finally:
+        _pending.clear()
         if in_main:
             signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
