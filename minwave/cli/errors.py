@@ -8,7 +8,10 @@ diverged run, not enough memory, a file that cannot be written: full disk, no pe
 `PROG: error: MESSAGE` and exit with 2 (bad options) or 1 (the rest). Ctrl-C exits with 130 and
 SIGTERM with 143: run_cli turns SIGTERM into the exception `Terminated` (a KeyboardInterrupt), so both
 unwind the same way: atomic writes remove their temporary file, the last good checkpoint stays, and the
-program says what was kept. Any other exception is a bug in minwave and keeps its traceback.
+program says what was kept. Where Python cannot pass that exception on (a weakref callback swallows it;
+a class body's __set_name__ wraps it in RuntimeError), the training loop raises it at its next step
+(raise_pending) and an error raised after the signal exits as the signal does (sigterm_arrived). Any
+other exception is a bug in minwave and keeps its traceback.
 
 The training loop (train.py) and the settings (settings.py) raise these errors too, so this module
 imports nothing of cli/ and cli/__init__.py imports nothing at all: importing it never loads a CLI.
@@ -91,9 +94,12 @@ def raise_pending() -> None:
 
 
 def sigterm_arrived() -> bool:
-    """True once SIGTERM has arrived (while run_cli runs). An exception raised after it is its debris:
-    Python turns an exception raised in a class body's __set_name__ (while a module is imported) into a
-    RuntimeError, and a library interrupted mid-update may fail later with an error of its own."""
+    """True once SIGTERM has arrived while run_cli runs (until raise_pending raises it again).
+
+    An exception raised after it is its debris: Python turns an exception raised in a class body's
+    __set_name__ (while a module is imported) into a RuntimeError, and a library interrupted mid-update
+    may fail later with an error of its own.
+    """
     return bool(_pending)
 
 
