@@ -26,6 +26,7 @@ class _CallableModule(types.ModuleType):
 sys.modules[__name__].__class__ = _CallableModule
 
 if __name__ == "__main__":
+    from .cli.errors import exit_program
     from .cli.generate import main
 
-    sys.exit(main())
+    exit_program(main())

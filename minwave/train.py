@@ -49,6 +49,7 @@ from .cli.errors import (
     Terminated,
     TrainingError,
     UsageError,
+    exit_program,
     interrupt_exit_code,
     interrupt_name,
     os_error_message,
@@ -653,4 +654,4 @@ def _diverged(what: str, step: int, saved_step: int | None, s: dict, run_dir: Pa
 if __name__ == "__main__":  # `python -m minwave.train`: the command line is cli/train.py, which imports this module
     from .cli.train import main
 
-    sys.exit(main())
+    exit_program(main())

@@ -43,7 +43,7 @@ from ..mulaw import mulaw_decode
 from ..quality import quality
 from ..sampling import generate
 from ..settings import non_negative_float, non_negative_int, positive_float, positive_int
-from .errors import ArgumentParser, UsageError, run_cli, warn
+from .errors import ArgumentParser, UsageError, exit_program, run_cli, warn
 
 PROG = "minwave.generate"
 DEFAULT_SECONDS = 2.0
@@ -280,4 +280,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_program(main())

@@ -25,7 +25,7 @@ from ..files import clean_stale_temporaries, temporary_path
 from ..presets import DEFAULT_PRESET, MODEL_KEYS, PRESETS, TRAIN_KEYS, get_preset
 from ..settings import RULES, check_stored_settings, option_name, resolve_settings, resume_settings
 from ..train import PROG, SAMPLES_DIR, check_step_memory, train
-from .errors import ArgumentParser, UsageError, os_error_message, run_cli, warn
+from .errors import ArgumentParser, UsageError, exit_program, os_error_message, run_cli, warn
 
 
 def build_parser() -> ArgumentParser:
@@ -229,4 +229,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_program(main())
