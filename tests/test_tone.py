@@ -37,8 +37,8 @@ def train(model, clips, tags=None, steps=400, batch=4, noise=3, ema=0.98, seed=0
 
     The recipe of `minwave.train`, small: the network reads codes moved by up to ±noise (--input-noise),
     so that its own sampling errors do not throw it off the tone, and the averaged weights (--ema) are
-    steadier than the last step's. Without them (and with random starts, where the onset is rare) half
-    the training seeds generated noise or silence.
+    steadier than the last step's. Without them (and with random starts, where the onset is rare) 3 to 7
+    training seeds in 8 failed these tests.
     """
     optimizer = Adam(model.params, lr=1e-2, clip_norm=1.0, ema_decay=ema)
     rng = np.random.default_rng(seed)
@@ -89,7 +89,7 @@ SEEDS = (0, 1)
 def test_one_tone_is_generated_free_running_by_both_samplers():
     for seed in SEEDS:
         model = WaveNet(small_config(), seed=seed)  # the default input layer: the μ-law level
-        assert model.config.input == "level"
+        assert model.config.input == "level" and model.receptive_field == RF
         train(model, [tone_codes(392.0)], seed=seed)
         heard = {}
         for method, n in [("fast", 8000), ("naive", 3000)]:
