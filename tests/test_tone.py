@@ -18,17 +18,18 @@ from minwave.train import noisy_codes
 SR = 16000
 
 
-RF = 64  # the receptive field of small_config(): 1 + (2 - 1)(1 + 2 + … + 32) samples
+RF = 65  # the receptive field of small_config(): 2 + (2 - 1)(1 + 2 + … + 32) samples
 
 
 def tone_codes(f0: float, samples: int = 401) -> np.ndarray:
-    """μ-law codes of a sine at f0 after exactly RF samples of silence (how a note starts from nothing).
+    """μ-law codes of a sine at f0 after RF - 1 samples of silence (how a note starts from nothing).
 
-    With exactly RF samples of silence, an all-silent receptive field comes only right before the onset,
-    as it does at the start of generation: the note starts at once, at a time the test does not draw.
+    The sine's first sample is 0, so the clip starts with exactly RF silent codes: an all-silent receptive
+    field comes only right before the onset, as it does at the start of generation, so the note starts at
+    once, at a time the test does not draw.
     """
     t = np.arange(samples) / SR
-    return mulaw_encode(np.concatenate([np.zeros(RF), 0.5 * np.sin(2 * np.pi * f0 * t)]))
+    return mulaw_encode(np.concatenate([np.zeros(RF - 1), 0.5 * np.sin(2 * np.pi * f0 * t)]))
 
 
 def train(model, clips, tags=None, steps=400, batch=4, noise=3, ema=0.98, seed=0):
@@ -43,7 +44,7 @@ def train(model, clips, tags=None, steps=400, batch=4, noise=3, ema=0.98, seed=0
     optimizer = Adam(model.params, lr=1e-2, clip_norm=1.0, ema_decay=ema)
     rng = np.random.default_rng(seed)
     rows = np.arange(batch) % len(clips)
-    x = np.stack([clips[i] for i in rows])  # (B, RF + T): every row holds the onset and the note
+    x = np.stack([clips[i] for i in rows])  # (B, RF - 1 + T): every row holds the onset and the note
     restore = set_blas_threads(1)  # products this small only slow down with more (threads.py)
     try:
         for _ in range(steps):
