@@ -46,15 +46,14 @@ from .backend import out_of_memory_errors
 from .checkpoint import CHECKPOINT_NAME, CheckpointError
 from .cli.errors import (
     Interrupted,
-    Terminated,
     TrainingError,
     UsageError,
     exit_program,
     interrupt_exit_code,
     interrupt_name,
+    interruption,
     os_error_message,
     raise_pending,
-    sigterm_arrived,
     warn,
 )
 from .conditioning import ConditioningError, clip_features
@@ -576,9 +575,6 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
             f"out of memory ({type(exc).__name__}) with --batch-size {s['batch_size']} and --segment {s['segment']} "
             f"(activations ≈ {format_bytes(act)}); try a smaller --batch-size or --segment"
         ) from None
-    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (cli/errors.py: Terminated)
-        kept = _kept(saved_step, ckpt_path, run_dir)
-        raise Interrupted(f"{interrupt_name(exc)} at step {step}; {kept}", interrupt_exit_code(exc)) from None
     except OSError as exc:  # a full disk or a lost folder while writing the log, a checkpoint or samples
         kept = _kept(saved_step, ckpt_path, run_dir)
         raise TrainingError(f"{os_error_message(exc)} (at step {step}); {kept}") from None
@@ -588,11 +584,12 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
             f"cannot write the audio samples in {run_dir / SAMPLES_DIR} ({exc.error_string}; is the disk full?) "
             f"at step {step}; {kept}"
         ) from None
-    except Exception:
-        if not sigterm_arrived():
+    except (KeyboardInterrupt, Exception) as exc:  # Ctrl-C, SIGTERM (cli/errors.py: Terminated), or its debris
+        stop = interruption(exc)
+        if stop is None:
             raise
-        kept = _kept(saved_step, ckpt_path, run_dir)  # an error SIGTERM caused (cli/errors.py: sigterm_arrived)
-        raise Interrupted(f"{interrupt_name(Terminated())} at step {step}; {kept}", Terminated.exit_code) from None
+        kept = _kept(saved_step, ckpt_path, run_dir)
+        raise Interrupted(f"{interrupt_name(stop)} at step {step}; {kept}", interrupt_exit_code(stop)) from None
     finally:
         bar.close()
         restore_threads()

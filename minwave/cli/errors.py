@@ -10,7 +10,7 @@ SIGTERM with 143: run_cli turns SIGTERM into the exception `Terminated` (a Keybo
 unwind the same way: atomic writes remove their temporary file, the last good checkpoint stays, and the
 program says what was kept. Where Python cannot pass that exception on (a weakref callback swallows it;
 a class body's __set_name__ wraps it in RuntimeError), the training loop raises it at its next step
-(raise_pending) and an error raised after the signal exits as the signal does (sigterm_arrived). Any
+(raise_pending) and an error raised after the signal exits as the signal does (interruption). Any
 other exception is a bug in minwave and keeps its traceback.
 
 The training loop (train.py) and the settings (settings.py) raise these errors too, so this module
@@ -95,14 +95,18 @@ def raise_pending() -> None:
         raise _pending.pop()
 
 
-def sigterm_arrived() -> bool:
-    """True once SIGTERM has arrived while run_cli runs (until raise_pending raises it again).
+def interruption(exc: BaseException) -> KeyboardInterrupt | None:
+    """What interrupted the program, if exc is an interruption: exc itself for Ctrl-C or SIGTERM,
+    Terminated() for any error raised after a SIGTERM arrived (while run_cli runs, until raise_pending
+    raises it again), None for an error of its own.
 
-    An exception raised after it is its debris: Python turns an exception raised in a class body's
+    An error raised after SIGTERM is its debris: Python turns an exception raised in a class body's
     __set_name__ (while a module is imported) into a RuntimeError, and a library interrupted mid-update
     may fail later with an error of its own.
     """
-    return bool(_pending)
+    if isinstance(exc, KeyboardInterrupt):
+        return exc
+    return Terminated() if _pending else None
 
 
 def exit_program(code: int) -> NoReturn:
@@ -178,20 +182,18 @@ def run_cli(prog: str, body: Callable[[list[str] | None], int | None], argv: lis
     except (DataError, CheckpointError, BackendError, NotEnoughMemory) as exc:
         print(error_line(prog, exc), file=sys.stderr, flush=True)
         return 1
-    except KeyboardInterrupt as exc:
-        print(f"{prog}: {interrupt_name(exc)}", file=sys.stderr, flush=True)
-        return interrupt_exit_code(exc)
     except out_of_memory_errors() as exc:
         print(error_line(prog, f"out of memory ({type(exc).__name__}); try smaller sizes"), file=sys.stderr)
         return 1
     except OSError as exc:  # a full disk, a folder without write permission, a read-only filesystem …
         print(error_line(prog, os_error_message(exc)), file=sys.stderr, flush=True)
         return 1
-    except Exception:
-        if not sigterm_arrived():
+    except (KeyboardInterrupt, Exception) as exc:  # Ctrl-C, SIGTERM, or an error SIGTERM caused
+        stop = interruption(exc)
+        if stop is None:
             raise  # a bug in minwave: it keeps its traceback
-        print(f"{prog}: {interrupt_name(Terminated())}", file=sys.stderr, flush=True)  # the signal's debris
-        return Terminated.exit_code
+        print(f"{prog}: {interrupt_name(stop)}", file=sys.stderr, flush=True)
+        return interrupt_exit_code(stop)
     finally:
         _pending.clear()
         if in_main:
