@@ -371,6 +371,11 @@ def note_features(notes: Sequence[Note], n_samples: int, hop: int, sample_rate: 
     return piano_roll(notes, n_samples, hop, sample_rate)
 
 
+def onset_frames(roll: np.ndarray) -> np.ndarray:
+    """A piano roll (F, 176) -> the indices of its frames that hold a note's onset (any key's flag)."""
+    return np.flatnonzero(roll[:, N_PITCHES:].any(axis=1))
+
+
 # ---------------------------------------------------------------------------------------------------
 # A dataset's frames
 

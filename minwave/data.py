@@ -631,7 +631,8 @@ class BatchSampler:
         self.rows = slice(rank * batch_size // ranks, (rank + 1) * batch_size // ranks)  # this rank's rows
         self.clips = list(clips)
         self.n_tags = int(n_tags)
-        self.row_length = int(segment_length) + int(receptive_field)
+        self.receptive_field = int(receptive_field)
+        self.row_length = int(segment_length) + self.receptive_field
         self.batch_size = int(batch_size)
         self.silence = int(quantization_channels) // 2
         self.lengths = np.array([len(c) for c in self.clips], dtype=np.int64)  # (n_clips,)
@@ -752,13 +753,34 @@ class LocalBatchSampler(BatchSampler):
     on a frame boundary (a multiple of hop; before the clip for one shorter than a row, padded with
     silence), so every row's window of frames has the same offset: `self.cond_offset` = context·hop,
     the cond_offset to pass to the model with x. Clips are drawn as BatchSampler draws them.
+
+    onset_rows > 0 (--onset-rows): the first round(onset_rows · B) rows of every batch are drawn around
+    a note's onset instead: one of `onsets` (each clip's frames that hold one) uniformly, and a start
+    1 … a few frames before it, so that the whole onset frame lies in the row's predicted samples
+    (where the clip allows). At 0, exactly the uniform rows above.
     """
 
-    def __init__(self, clips, frames, hop: int, context: int, *args, **kwargs):
+    def __init__(self, clips, frames, hop: int, context: int, *args, onsets=None, onset_rows: float = 0.0, **kwargs):
         super().__init__(clips, *args, **kwargs)
         _check_frames(self.clips, frames, hop)
         self.frames, self.hop, self.context = list(frames), int(hop), int(context)
         self.cond_offset = self.context * self.hop
+        self.onset_rows = round(onset_rows * self.batch_size)  # rows 0 … onset_rows-1 hold an onset
+        if self.onset_rows:
+            if onsets is None or len(onsets) != len(self.clips):
+                raise ValueError("onset_rows needs each clip's onset frames (onsets, one array per clip)")
+            self.onset_clip = np.concatenate([np.full(len(o), i, dtype=np.int64) for i, o in enumerate(onsets)])
+            self.onset_frame = np.concatenate([np.asarray(o, dtype=np.int64) for o in onsets])  # (n_onsets,)
+            if not len(self.onset_frame):
+                raise ValueError("the training clips hold no note onsets to draw rows around")
+            # the onset frame f lies in the predicted samples RF … row_length-1 of a row starting at (f - lag)·hop
+            self.lags = (-(-self.receptive_field // self.hop), self.row_length // self.hop - 1)
+            if self.lags[0] > self.lags[1]:
+                raise ValueError(
+                    f"a row of {self.row_length} samples cannot predict a whole {self.hop}-sample "
+                    f"frame after its {self.receptive_field} samples of context; use a segment of at least "
+                    f"{self.lags[0] * self.hop + self.hop - self.receptive_field} samples"
+                )
 
     def sample(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         """-> x int64 (B, RF + segment), tags float32 (B, G) or None, cond float32 (B, F', C)."""
@@ -766,6 +788,13 @@ class LocalBatchSampler(BatchSampler):
         last = np.array([_aligned_last_start(n, self.row_length, self.hop) for n in self.lengths[which]])
         first = np.minimum(last, 0)  # (B,) a clip shorter than a row has one start, before it
         starts = first + self.hop * self.rng.integers(0, (last - first) // self.hop + 1)  # (B,) multiples of hop
+        if self.onset_rows:  # rows 0 … n-1: around a note's onset instead
+            n = self.onset_rows
+            pick = self.rng.integers(0, len(self.onset_frame), n)  # (n,) which onset
+            lag = self.rng.integers(self.lags[0], self.lags[1] + 1, n)  # (n,) frames from the row start to it
+            which[:n] = self.onset_clip[pick]
+            last_n = np.array([_aligned_last_start(m, self.row_length, self.hop) for m in self.lengths[which[:n]]])
+            starts[:n] = np.clip((self.onset_frame[pick] - lag) * self.hop, np.minimum(last_n, 0), last_n)
         which, starts = which[self.rows], starts[self.rows]
         x = np.stack(
             [_aligned_row(self.clips[i].codes, s, self.row_length, self.silence) for i, s in zip(which, starts)]

@@ -33,6 +33,7 @@ TRAIN_KEYS = (
     "ema",
     "input_noise",
     "input_noise_mix",
+    "onset_rows",
 )
 
 
@@ -57,6 +58,7 @@ class Preset:
     ema: float = 0.0  # decay of the weights' moving average used for validation, samples and export; 0: off
     input_noise: int = 0  # each input code moves by up to ± this many levels during training; 0: off
     input_noise_mix: float = 0.0  # 0: every row ± input_noise; 1: each row's level drawn from 0 … input_noise
+    onset_rows: float = 0.0  # share of each batch's rows drawn around a note's onset (notes conditioning); 0: off
 
     def train_defaults(self) -> dict:
         return {key: getattr(self, key) for key in TRAIN_KEYS}

@@ -27,13 +27,21 @@ from .model import WaveNetConfig
 from .presets import DEFAULT_PRESET, MODEL_KEYS, PRESETS, TRAIN_KEYS, get_preset
 
 # Settings that define the run: --resume takes them from the checkpoint and refuses different values
-# (the last five are the recipe: how the learning rate moves, the weights are averaged, the inputs noised).
+# (the last six are the recipe: how the learning rate moves, the weights are averaged, the inputs noised,
+# the rows drawn).
 LOCKED = ("data", "preset", "model", "sample_rate", "batch_size", "segment", "seed", "valid_fraction")
-LOCKED += ("warmup", "lr_half_life", "ema", "input_noise", "input_noise_mix")
+LOCKED += ("warmup", "lr_half_life", "ema", "input_noise", "input_noise_mix", "onset_rows")
 # Settings that --resume may change: how long, how fast, how often to report.
 CHANGEABLE = ("steps", "lr", "clip_norm", "checkpoint_every", "eval_every", "log_every", "sample_seconds")
 # What a run stored before the recipe settings existed trained with (resume keeps these values).
-RECIPE_BEFORE = {"warmup": 0, "lr_half_life": 0, "ema": 0.0, "input_noise": 0, "input_noise_mix": 0.0}
+RECIPE_BEFORE = {
+    "warmup": 0,
+    "lr_half_life": 0,
+    "ema": 0.0,
+    "input_noise": 0,
+    "input_noise_mix": 0.0,
+    "onset_rows": 0.0,
+}
 
 
 class Number:
@@ -83,6 +91,7 @@ RULES = {
     "ema": decay,
     "input_noise": non_negative_int,
     "input_noise_mix": share,
+    "onset_rows": share,
     "sample_rate": positive_int,
     "seed": non_negative_int,
     "valid_fraction": fraction,
@@ -177,6 +186,12 @@ def resolve_settings(args) -> tuple[dict, dict]:
         raise UsageError(
             f"--input-noise-mix {settings['input_noise_mix']:g} spreads the levels of --input-noise, which is 0: "
             "give --input-noise N too (or leave the mix 0)"
+        )
+    # (a resumed run has its stored condition, and resume_settings compares its onset rows)
+    if settings["onset_rows"] and model.get("condition") != "notes" and not getattr(args, "resume", False):
+        raise UsageError(
+            f"--onset-rows {settings['onset_rows']:g} draws rows around the notes' onsets, which only a run "
+            "with --condition notes has: add it (or leave --onset-rows 0)"
         )
     return settings, given
 

@@ -56,7 +56,7 @@ from .cli.errors import (
     raise_pending,
     warn,
 )
-from .conditioning import ConditioningError, clip_features
+from .conditioning import ConditioningError, clip_features, onset_frames
 from .data import (
     BatchSampler,
     DataError,
@@ -402,7 +402,7 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
     model = ckpt.model if ckpt is not None else WaveNet(config, seed=s["seed"], backend=backend)
     comm.broadcast_params(model.params)  # every rank starts from rank 0's parameters
     optimizer = Adam(model.params, lr=s["lr"], clip_norm=s["clip_norm"] or None, ema_decay=s["ema"] or None)
-    sampler_class, clips_args = BatchSampler, (train_clips,)
+    sampler_class, clips_args, extra = BatchSampler, (train_clips,), {}
     if condition:  # local conditioning: every clip's frames, and rows that carry theirs
         try:
             train_frames = clip_features(root, train_clips, config, load_audio)  # [(F_i, C), ...]
@@ -411,16 +411,24 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
             raise DataError(str(exc)) from None
         local = (config.cond_hop, config.cond_context)
         sampler_class, clips_args = LocalBatchSampler, (train_clips, train_frames, *local)
-    sampler = sampler_class(
-        *clips_args,
-        dataset.n_tags,
-        s["segment"],
-        receptive_field,
-        s["batch_size"],
-        seed=s["seed"],
-        quantization_channels=Q,
-        shard=(comm.rank, comm.size),  # this rank's B/N rows of the same batch
-    )
+        if s["onset_rows"]:  # --onset-rows: rows around the scores' onsets (settings: notes only)
+            extra = {"onsets": [onset_frames(f) for f in train_frames], "onset_rows": s["onset_rows"]}
+    try:
+        sampler = sampler_class(
+            *clips_args,
+            dataset.n_tags,
+            s["segment"],
+            receptive_field,
+            s["batch_size"],
+            seed=s["seed"],
+            quantization_channels=Q,
+            shard=(comm.rank, comm.size),  # this rank's B/N rows of the same batch
+            **extra,
+        )
+    except ValueError as exc:  # --onset-rows with a segment too short, or no onsets in the training notes
+        if not extra:
+            raise
+        raise UsageError(f"--onset-rows: {exc}") from None
     step, wall_before, rows = 0, 0.0, []
     metrics_path, ckpt_path = run_dir / METRICS_NAME, run_dir / CHECKPOINT_NAME
     if ckpt is not None:

@@ -342,6 +342,9 @@ def test_existing_checkpoint_without_resume(tmp_path, cfg, capsys):
         (["--input-noise-mix", "1.5"], {}, "invalid number in [0, 1] value: '1.5'"),
         ([], {"input_noise_mix": -0.5}, "input_noise_mix must be a number in [0, 1]"),
         (["--input-noise-mix", "1", "--input-noise", "0"], {}, "give --input-noise N too"),
+        (["--onset-rows", "-0.1"], {}, "invalid number in [0, 1] value: '-0.1'"),
+        ([], {"onset_rows": 2}, "onset_rows must be a number in [0, 1]"),
+        (["--onset-rows", "0.5"], {}, "only a run with --condition notes has"),
     ],
 )
 def test_bad_options_are_one_line(tmp_path, capsys, argv, config, expected):

@@ -366,3 +366,52 @@ def test_channels_per_conditioning_type():
     assert cond.channels("notes") == 176 and cond.channels("mel") == 80 and cond.channels("mel", 40) == 40
     with pytest.raises(ConditioningError, match="conditioning type must be one of"):
         cond.channels("midi")
+
+
+def test_onset_rows_hold_a_whole_onset_frame_in_their_predicted_samples():
+    """--onset-rows 0.5: rows 0 … 3 of 8 hold one of the notes' onset frames within the predicted samples
+    (every onset is drawn, clips without one never are); the other rows, and a sampler at 0, are the
+    uniform rows; the ranks' shards add up to one process's batch."""
+    from minwave.conditioning import onset_frames, piano_roll
+    from minwave.data import Clip, LocalBatchSampler
+
+    hop, context, rf, seg, Q = 40, 1, 50, 150, 32768
+    lengths = (2000, 3000, 400)
+    clips = [Clip(f"c{i}.wav", np.arange(n) + 10000 * i) for i, n in enumerate(lengths)]  # a code names its place
+    notes = [[Note(0.6, 0.1, 60), Note(1.25, 0.2, 64)], [Note(0.2, 0.5, 67)], []]  # at 1000 Hz: frames 15, 31; 5
+    frames = [piano_roll(n, m, hop, 1000) for n, m in zip(notes, lengths)]
+    onsets = [onset_frames(f) for f in frames]
+    assert [o.tolist() for o in onsets] == [[15, 31], [5], []]
+
+    def sampler(share, shard=(0, 1)):
+        return LocalBatchSampler(
+            clips, frames, hop, context, 0, seg, rf, 8, seed=3, quantization_channels=Q, shard=shard,
+            onsets=onsets, onset_rows=share,
+        )  # fmt: skip
+
+    drawn, at = set(), sampler(0.5)
+    for _ in range(40):
+        x, _, cond = at.sample()
+        for row in x[:4]:
+            clip, start = int(row[-1] // 10000), int(row[-1] % 10000 + 1 - len(row))  # the row's clip and start
+            heard = [f for f in onsets[clip] if start + rf <= f * hop and (f + 1) * hop <= start + len(row)]
+            assert heard, (clip, start)
+            drawn.update((clip, f) for f in heard)
+    assert drawn == {(0, 15), (0, 31), (1, 5)}
+    plain, zero = (
+        LocalBatchSampler(clips, frames, hop, context, 0, seg, rf, 8, seed=3, quantization_channels=Q),
+        sampler(0),
+    )
+    for _ in range(3):
+        np.testing.assert_array_equal(plain.sample()[0], zero.sample()[0])
+    whole, halves = sampler(0.5), [sampler(0.5, (r, 2)) for r in (0, 1)]
+    np.testing.assert_array_equal(np.concatenate([h.sample()[0] for h in halves]), whole.sample()[0])
+
+    with pytest.raises(ValueError, match="use a segment of at least 70 samples"):
+        LocalBatchSampler(
+            clips, frames, hop, context, 0, 10, rf, 8, quantization_channels=Q, onsets=onsets, onset_rows=1
+        )
+    with pytest.raises(ValueError, match="hold no note onsets"):
+        LocalBatchSampler(
+            clips, frames, hop, context, 0, seg, rf, 8, quantization_channels=Q, onsets=[[]] * 3, onset_rows=1
+        )

@@ -167,3 +167,21 @@ def test_bench_notes_speed_reports_each_model():
     for name in ("plain", "mel80", "notes"):
         assert 0 < report[name]["cpu_s"] <= report[name]["median_cpu_s"] and report[name]["samples_per_s"] > 0
     assert set(report["slowdown"]) == set(report["slowdown_median"]) == {"mel80", "notes"}
+
+
+def test_onset_rows_train_a_notes_run_and_a_short_segment_is_one_line(capsys, tmp_path):
+    """--onset-rows: stored with the run and kept on --resume; a segment too short to predict a whole
+    onset frame after the context is refused in one line, before any step."""
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps(CFG))
+    run = tmp_path / "run"
+    common = ["--config", cfg, "--condition", "notes", "--onset-rows", "0.5", "--out", run]
+    code, _, err = run_train(capsys, *common, "--steps", "1")
+    assert code == 2 and "--onset-rows: a row of 81 samples" in the_error(err) and "at least 495 samples" in err
+    assert not (run / "checkpoint.npz").exists()
+    code, _, err = run_train(capsys, *common, "--steps", "2", "--segment", "600")
+    assert code == 0, err
+    assert checkpoint.load(run).train_args["onset_rows"] == 0.5
+    assert run_train(capsys, "--out", run, "--resume", "--steps", "3")[0] == 0
+    code, _, err = run_train(capsys, "--out", run, "--resume", "--steps", "4", "--onset-rows", "0.25")
+    assert code == 2 and "--onset-rows 0.25 conflicts" in the_error(err)

@@ -109,6 +109,7 @@ def test_resume_may_change_lr_and_length_but_not_the_run(tmp_path, cfg, capsys):
         ("--sample-rate", 8000),
         ("--valid-fraction", 0.3),
         ("--input-noise-mix", 0.5),
+        ("--onset-rows", 0.5),
         ("--data", tmp_path),
     ]:
         code, _, err = run(capsys, "--resume", "--out", run_dir, "--steps", 6, option, value)

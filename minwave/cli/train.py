@@ -143,6 +143,13 @@ def build_parser() -> ArgumentParser:
         f"to ±N and the network learns both; 0: every row ±N {preset_default('input_noise_mix')}",
     )
     setting(
+        "onset_rows",
+        "SHARE",
+        "with --condition notes: that share of every batch's rows is drawn around a note's onset (the "
+        "whole onset frame in the predicted samples) instead of uniformly, so the network sees more "
+        f"attacks; 0: uniform rows {preset_default('onset_rows')}",
+    )
+    setting(
         "sample_seconds",
         "SECONDS",
         f"seconds of audio generated per tag at each checkpoint; 0 turns it off {preset_default('sample_seconds')}",
