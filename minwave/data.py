@@ -754,7 +754,7 @@ class LocalBatchSampler(BatchSampler):
     silence), so every row's window of frames has the same offset: `self.cond_offset` = context·hop,
     the cond_offset to pass to the model with x. Clips are drawn as BatchSampler draws them.
 
-    onset_rows > 0 (--onset-rows): the first round(onset_rows · B) rows of every batch are drawn around
+    onset_rows > 0 (--onset-rows): the first round(onset_rows · B) rows (at least one) of every batch are drawn around
     a note's onset instead: one of `onsets` (each clip's frames that hold one) uniformly, and a start
     1 … a few frames before it, so that the whole onset frame lies in the row's predicted samples
     (where the clip allows). At 0, exactly the uniform rows above.
@@ -765,7 +765,7 @@ class LocalBatchSampler(BatchSampler):
         _check_frames(self.clips, frames, hop)
         self.frames, self.hop, self.context = list(frames), int(hop), int(context)
         self.cond_offset = self.context * self.hop
-        self.onset_rows = round(onset_rows * self.batch_size)  # rows 0 … onset_rows-1 hold an onset
+        self.onset_rows = max(1, round(onset_rows * self.batch_size)) if onset_rows else 0  # rows 0 … n-1
         if self.onset_rows:
             if onsets is None or len(onsets) != len(self.clips):
                 raise ValueError("onset_rows needs each clip's onset frames (onsets, one array per clip)")

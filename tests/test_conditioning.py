@@ -404,6 +404,7 @@ def test_onset_rows_hold_a_whole_onset_frame_in_their_predicted_samples():
     )
     for _ in range(3):
         np.testing.assert_array_equal(plain.sample()[0], zero.sample()[0])
+    assert sampler(0.01).onset_rows == 1 and sampler(1).onset_rows == 8  # any share > 0 is at least one row
     whole, halves = sampler(0.5), [sampler(0.5, (r, 2)) for r in (0, 1)]
     np.testing.assert_array_equal(np.concatenate([h.sample()[0] for h in halves]), whole.sample()[0])
 
