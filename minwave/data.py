@@ -754,8 +754,8 @@ class LocalBatchSampler(BatchSampler):
     silence), so every row's window of frames has the same offset: `self.cond_offset` = context·hop,
     the cond_offset to pass to the model with x. Clips are drawn as BatchSampler draws them.
 
-    onset_rows > 0 (--onset-rows): the first round(onset_rows · B) rows (at least one) of every batch are drawn around
-    a note's onset instead: one of `onsets` (each clip's frames that hold one) uniformly, and a start
+    onset_rows > 0 (--onset-rows): the first round(onset_rows · B) rows (at least one) of every batch are
+    drawn around a note's onset instead: one of `onsets` (each clip's frames that hold one) uniformly, and a start
     1 … a few frames before it, so that the whole onset frame lies in the row's predicted samples
     (where the clip allows). At 0, exactly the uniform rows above.
     """
@@ -782,19 +782,23 @@ class LocalBatchSampler(BatchSampler):
                     f"{self.lags[0] * self.hop + self.hop - self.receptive_field} samples"
                 )
 
+    def _start_range(self, which: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Clips `which` (n,) -> their first and last frame-aligned row starts, (n,) each: 0 … the last
+        start, or for a clip shorter than a row its one start, before it."""
+        last = np.array([_aligned_last_start(n, self.row_length, self.hop) for n in self.lengths[which]])
+        return np.minimum(last, 0), last
+
     def sample(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         """-> x int64 (B, RF + segment), tags float32 (B, G) or None, cond float32 (B, F', C)."""
         which = self.rng.choice(len(self.clips), size=self.batch_size, p=self.probabilities)  # (B,)
-        last = np.array([_aligned_last_start(n, self.row_length, self.hop) for n in self.lengths[which]])
-        first = np.minimum(last, 0)  # (B,) a clip shorter than a row has one start, before it
+        first, last = self._start_range(which)  # (B,) each
         starts = first + self.hop * self.rng.integers(0, (last - first) // self.hop + 1)  # (B,) multiples of hop
         if self.onset_rows:  # rows 0 … n-1: around a note's onset instead
             n = self.onset_rows
             pick = self.rng.integers(0, len(self.onset_frame), n)  # (n,) which onset
             lag = self.rng.integers(self.lags[0], self.lags[1] + 1, n)  # (n,) frames from the row start to it
             which[:n] = self.onset_clip[pick]
-            last_n = np.array([_aligned_last_start(m, self.row_length, self.hop) for m in self.lengths[which[:n]]])
-            starts[:n] = np.clip((self.onset_frame[pick] - lag) * self.hop, np.minimum(last_n, 0), last_n)
+            starts[:n] = np.clip((self.onset_frame[pick] - lag) * self.hop, *self._start_range(which[:n]))
         which, starts = which[self.rows], starts[self.rows]
         x = np.stack(
             [_aligned_row(self.clips[i].codes, s, self.row_length, self.silence) for i, s in zip(which, starts)]

@@ -370,8 +370,8 @@ def test_channels_per_conditioning_type():
 
 def test_onset_rows_hold_a_whole_onset_frame_in_their_predicted_samples():
     """--onset-rows 0.5: rows 0 … 3 of 8 hold one of the notes' onset frames within the predicted samples
-    (every onset is drawn, clips without one never are); the other rows, and a sampler at 0, are the
-    uniform rows; the ranks' shards add up to one process's batch."""
+    (every onset is drawn, clips without one never are); the other rows of the first batch, and every
+    batch of a sampler at 0, are the uniform rows; the ranks' shards add up to one process's batch."""
     from minwave.conditioning import onset_frames, piano_roll
     from minwave.data import Clip, LocalBatchSampler
 
@@ -390,8 +390,10 @@ def test_onset_rows_hold_a_whole_onset_frame_in_their_predicted_samples():
         )  # fmt: skip
 
     drawn, at = set(), sampler(0.5)
-    for _ in range(40):
-        x, _, cond = at.sample()
+    first = at.sample()[0]
+    uniform = LocalBatchSampler(clips, frames, hop, context, 0, seg, rf, 8, seed=3, quantization_channels=Q)
+    np.testing.assert_array_equal(first[4:], uniform.sample()[0][4:])  # drawn before the onset rows' draws
+    for x in [first] + [at.sample()[0] for _ in range(39)]:
         for row in x[:4]:
             clip, start = int(row[-1] // 10000), int(row[-1] % 10000 + 1 - len(row))  # the row's clip and start
             heard = [f for f in onsets[clip] if start + rf <= f * hop and (f + 1) * hop <= start + len(row)]
