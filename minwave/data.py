@@ -740,9 +740,9 @@ def _aligned_row(codes: np.ndarray, start: int, length: int, silence: int) -> np
     return row
 
 
-def _aligned_last_start(n: int, row_length: int, hop: int) -> int:
-    """The last frame-aligned row start of a clip of n samples: a multiple of hop, negative (silence
-    before the clip) when the clip is shorter than a row."""
+def _aligned_last_start(n, row_length: int, hop: int):
+    """The last frame-aligned row start of a clip of n samples (an int, or an int array of lengths): a
+    multiple of hop, negative (silence before the clip) when the clip is shorter than a row."""
     return (n - row_length) // hop * hop
 
 
@@ -765,6 +765,9 @@ class LocalBatchSampler(BatchSampler):
         _check_frames(self.clips, frames, hop)
         self.frames, self.hop, self.context = list(frames), int(hop), int(context)
         self.cond_offset = self.context * self.hop
+        # each clip's frame-aligned row starts run first … last; a clip shorter than a row has one, before it
+        self.last_start = _aligned_last_start(self.lengths, self.row_length, self.hop)  # (n_clips,)
+        self.first_start = np.minimum(self.last_start, 0)  # (n_clips,)
         self.onset_rows = max(1, round(onset_rows * self.batch_size)) if onset_rows else 0  # rows 0 … n-1
         if self.onset_rows:
             if onsets is None or len(onsets) != len(self.clips):
@@ -782,23 +785,18 @@ class LocalBatchSampler(BatchSampler):
                     f"{self.lags[0] * self.hop + self.hop - self.receptive_field} samples"
                 )
 
-    def _start_range(self, which: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Clips `which` (n,) -> their first and last frame-aligned row starts, (n,) each: 0 … the last
-        start, or for a clip shorter than a row its one start, before it."""
-        last = np.array([_aligned_last_start(n, self.row_length, self.hop) for n in self.lengths[which]])
-        return np.minimum(last, 0), last
-
     def sample(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         """-> x int64 (B, RF + segment), tags float32 (B, G) or None, cond float32 (B, F', C)."""
         which = self.rng.choice(len(self.clips), size=self.batch_size, p=self.probabilities)  # (B,)
-        first, last = self._start_range(which)  # (B,) each
+        first, last = self.first_start[which], self.last_start[which]  # (B,) each
         starts = first + self.hop * self.rng.integers(0, (last - first) // self.hop + 1)  # (B,) multiples of hop
         if self.onset_rows:  # rows 0 … n-1: around a note's onset instead
             n = self.onset_rows
             pick = self.rng.integers(0, len(self.onset_frame), n)  # (n,) which onset
             lag = self.rng.integers(self.lags[0], self.lags[1] + 1, n)  # (n,) frames from the row start to it
             which[:n] = self.onset_clip[pick]
-            starts[:n] = np.clip((self.onset_frame[pick] - lag) * self.hop, *self._start_range(which[:n]))
+            around = (self.onset_frame[pick] - lag) * self.hop  # (n,) starts, clipped to the clip's range
+            starts[:n] = np.clip(around, self.first_start[which[:n]], self.last_start[which[:n]])
         which, starts = which[self.rows], starts[self.rows]
         x = np.stack(
             [_aligned_row(self.clips[i].codes, s, self.row_length, self.silence) for i, s in zip(which, starts)]

@@ -389,10 +389,12 @@ def test_onset_rows_hold_a_whole_onset_frame_in_their_predicted_samples():
             onsets=onsets, onset_rows=share,
         )  # fmt: skip
 
+    def plain():  # the sampler without onset rows
+        return LocalBatchSampler(clips, frames, hop, context, 0, seg, rf, 8, seed=3, quantization_channels=Q)
+
     drawn, at = set(), sampler(0.5)
     first = at.sample()[0]
-    uniform = LocalBatchSampler(clips, frames, hop, context, 0, seg, rf, 8, seed=3, quantization_channels=Q)
-    np.testing.assert_array_equal(first[4:], uniform.sample()[0][4:])  # drawn before the onset rows' draws
+    np.testing.assert_array_equal(first[4:], plain().sample()[0][4:])  # drawn before the onset rows' draws
     for x in [first] + [at.sample()[0] for _ in range(39)]:
         for row in x[:4]:
             clip, start = int(row[-1] // 10000), int(row[-1] % 10000 + 1 - len(row))  # the row's clip and start
@@ -400,12 +402,9 @@ def test_onset_rows_hold_a_whole_onset_frame_in_their_predicted_samples():
             assert heard, (clip, start)
             drawn.update((clip, f) for f in heard)
     assert drawn == {(0, 15), (0, 31), (1, 5)}
-    plain, zero = (
-        LocalBatchSampler(clips, frames, hop, context, 0, seg, rf, 8, seed=3, quantization_channels=Q),
-        sampler(0),
-    )
+    uniform, zero = plain(), sampler(0)
     for _ in range(3):
-        np.testing.assert_array_equal(plain.sample()[0], zero.sample()[0])
+        np.testing.assert_array_equal(uniform.sample()[0], zero.sample()[0])
     assert sampler(0.01).onset_rows == 1 and sampler(1).onset_rows == 8  # any share > 0 is at least one row
     whole, halves = sampler(0.5), [sampler(0.5, (r, 2)) for r in (0, 1)]
     np.testing.assert_array_equal(np.concatenate([h.sample()[0] for h in halves]), whole.sample()[0])
