@@ -34,8 +34,10 @@ from numba import njit
 
 from .backend import to_host
 from .checks import check_codes, check_tags
-from .mulaw import mulaw_level
+from .mulaw import mulaw_expand, mulaw_level
 from .ops import frame_conv_forward
+from .ops.lpc import SILENCE as LPC_SILENCE
+from .ops.lpc import WHITE_NOISE as LPC_WHITE_NOISE
 from .ops.numba_kernels import JIT, tanh_pq  # one JIT setting and one tanh for every kernel of minwave
 from .ops.period import pitch_periods
 
@@ -67,6 +69,9 @@ class Packed(NamedTuple):
     tap_n: np.ndarray  # (B, F, K) int64  their whole periods n_p
     tap_c: np.ndarray  # (B, F, K, 2)  their interpolation weights (1 - δ_p, δ_p)
     tap_at: int  # the frames' sample that seq[:, 0] is: step t's sample t + 1 + tap_at reads frame (…) // h
+    lpc_W: np.ndarray  # (R,)          the linear-prediction input's W (zeros: none)
+    lpc_x: np.ndarray  # (Q,) float64  the linear sample F⁻¹(y) of each code's level, as the model computes it
+    lpc_window: int  # the samples its autocorrelation sums over (0: no such input)
 
 
 def local_projection(params: dict, config, frames) -> np.ndarray:
@@ -166,6 +171,9 @@ def pack(params: dict, config, tags, batch: int, frames=None, first_sample: int 
         tap_n=tap_n,
         tap_c=tap_c,
         tap_at=int(first_sample),
+        lpc_W=f32(host("input.lpc.W")[0]) if c.lpc_order else np.zeros(R, np.float32),
+        lpc_x=mulaw_expand(levels, c.quantization_channels),
+        lpc_window=int(c.lpc_window if c.lpc_order else 0),
     )
 
 
@@ -185,6 +193,9 @@ class State(NamedTuple):
     logits: np.ndarray  # (B, Q)
     rows: np.ndarray  # (max(S, Q),) int64: the non-zero inputs of a ReLU product
     cdf: np.ndarray  # (Q,) float64
+    lpc_c: np.ndarray  # (B, order+1) float64  the linear-prediction input's autocorrelation of its window
+    lpc_a: np.ndarray  # (B, order) float64    its predictor
+    lpc_tmp: np.ndarray  # (order,) float64    scratch for Levinson–Durbin's update
 
 
 def new_state(config, batch: int) -> State:
@@ -208,6 +219,9 @@ def new_state(config, batch: int) -> State:
         logits=np.zeros((batch, Q), f32),
         rows=np.zeros(max(S, Q), np.int64),
         cdf=np.zeros(Q, np.float64),
+        lpc_c=np.zeros((batch, c.lpc_order + 1), np.float64),
+        lpc_a=np.zeros((batch, c.lpc_order), np.float64),
+        lpc_tmp=np.zeros(c.lpc_order, np.float64),
     )
 
 
@@ -341,6 +355,49 @@ def relu_rows_acc(x, W, y, rows):
 
 
 @njit(**JIT)
+def lpc_step(p, s, seq, t, h):
+    """The linear-prediction input (ops/lpc.py), one step: h (B, R) += e(t) · W_lpc.
+
+    The window's autocorrelation is carried from step to step: c_k(t) = c_k(t-1) + x_t x_{t-k} -
+    x_{t-n+k} x_{t-n} for a window of n samples (the product entering the sum and the one leaving it),
+    O(order) work where the model sums the window afresh; then Levinson–Durbin as in ops.lpc.levinson.
+    Steps must come in order from t = 0, as they do.
+    """
+    B = seq.shape[0]
+    order = s.lpc_a.shape[1]
+    n = p.lpc_window
+    mu = p.lpc_x.shape[0] - 1
+    for b in range(B):
+        x_t = p.lpc_x[seq[b, t]]
+        for k in range(order + 1):
+            if t - k >= 0:
+                s.lpc_c[b, k] += x_t * p.lpc_x[seq[b, t - k]]
+            if t - n >= 0:
+                s.lpc_c[b, k] -= p.lpc_x[seq[b, t - n + k]] * p.lpc_x[seq[b, t - n]]
+        a = s.lpc_a[b]
+        power = s.lpc_c[b, 0] * (1.0 + LPC_WHITE_NOISE) + LPC_SILENCE
+        for m in range(1, order + 1):
+            acc = 0.0
+            for j in range(m - 1):
+                acc += a[j] * s.lpc_c[b, m - 1 - j]
+            kappa = (s.lpc_c[b, m] - acc) / power
+            for j in range(m - 1):  # a_j <- a_j - κ_m a_{m-j}
+                s.lpc_tmp[j] = a[j] - kappa * a[m - 2 - j]
+            for j in range(m - 1):
+                a[j] = s.lpc_tmp[j]
+            a[m - 1] = kappa
+            power = power * (1.0 - kappa * kappa)
+        guess = 0.0
+        for j in range(1, order + 1):
+            if t + 1 - j >= 0:
+                guess += a[j - 1] * p.lpc_x[seq[b, t + 1 - j]]
+        guess = min(1.0, max(-1.0, guess))
+        e = np.float32(np.sign(guess) * np.log1p(mu * abs(guess)) / np.log1p(mu))
+        for r in range(h.shape[1]):
+            h[b, r] += e * p.lpc_W[r]
+
+
+@njit(**JIT)
 def network_step(p, s, seq, t, with_head):
     """Feed the codes seq[:, t] (B streams) through the network, pushing every layer's input into its queue.
 
@@ -376,6 +433,8 @@ def network_step(p, s, seq, t, with_head):
                 r_t += a * (p.tap_c[b, row, slot, 0] * y1 + p.tap_c[b, row, slot, 1] * y0)
             for r in range(R):
                 h[b, r] += r_t * p.tap_W[r]
+    if p.lpc_window:
+        lpc_step(p, s, seq, t, h)
     frame = (t + 1 + p.cond_at[1]) // p.cond_at[0]  # the row of p.cond for the sample seq[:, t+1]
     local = 0 <= frame < p.cond.shape[1]  # outside the padded frames the conditioning term is zero
     for i in range(L):

@@ -67,6 +67,8 @@ class WaveNetConfig:
     cond_channels: int = 0  # C, the features per frame: 176 for notes, n_mels for mel; 0 without
     cond_hop: int = 256  # h, samples per conditioning frame
     input: str = "level"  # "level" (μ-law level, one channel) or "embedding" (a free table per code)
+    lpc_order: int = 0  # the linear-prediction input's order (ops/lpc.py); 0: no such input
+    lpc_window: int = 512  # the samples its coefficients are fitted on, up to the present one
 
     def __post_init__(self):
         minimum = {
@@ -81,6 +83,8 @@ class WaveNetConfig:
             "sample_rate": 1,
             "cond_channels": 0,
             "cond_hop": 1,
+            "lpc_order": 0,
+            "lpc_window": 1,
         }
         if self.condition not in ("",) + CONDITION_TYPES:
             raise ValueError(f"WaveNetConfig.condition must be '', 'notes' or 'mel', got {self.condition!r}")
@@ -100,6 +104,10 @@ class WaveNetConfig:
                 raise ValueError(f"WaveNetConfig.{f.name} must be an integer, got {value!r}")
             if value < minimum[f.name]:
                 raise ValueError(f"WaveNetConfig.{f.name} must be >= {minimum[f.name]}, got {value}")
+        if self.lpc_order and self.lpc_window <= self.lpc_order:
+            raise ValueError(
+                f"WaveNetConfig.lpc_window must exceed lpc_order ({self.lpc_order}), got {self.lpc_window}"
+            )
 
     @property
     def cond_context(self) -> int:
@@ -132,13 +140,19 @@ class WaveNetConfig:
         return self._span if self.period_tap else 0
 
     @property
+    def lpc_reach(self) -> int:
+        """How far back the linear-prediction input reads (ops/lpc.py): lpc_window - 1; 0 without it."""
+        return self.lpc_window - 1 if self.lpc_order else 0
+
+    @property
     def receptive_field(self) -> int:
         """Samples that logits[:, t] can see: x[:, t - RF + 1 … t].
 
         The input layer spans k samples and each dilated layer adds (k-1)·d more; a notes model's period
-        tap reads up to tap_reach further back from every input position.
+        tap reads up to tap_reach further back from every input position, the linear-prediction input
+        up to lpc_reach: the farther of the two counts.
         """
-        return self._span + 1 + self.tap_reach
+        return self._span + 1 + max(self.tap_reach, self.lpc_reach)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -169,7 +183,7 @@ def init_params(config: WaveNetConfig, seed: int = 0) -> dict[str, np.ndarray]:
     - all biases 0;
     - local conditioning: the upsampler's frame convolution (3, C, C) starts as an exact repeat (centre
       tap I, the others 0); each layer's U (C, 2D): N(0, 1/C); a notes model's period tap W (1, R):
-      N(0, 3/k), as one more tap of the level input.
+      N(0, 3/k), as one more tap of the level input, and so the linear-prediction input's W (1, R).
     """
     rng = np.random.default_rng(seed)
     k, Q, R = config.kernel_size, config.quantization_channels, config.residual_channels
@@ -184,6 +198,8 @@ def init_params(config: WaveNetConfig, seed: int = 0) -> dict[str, np.ndarray]:
     }
     if config.period_tap:
         p["input.tap.W"] = normal((1, R), 3.0 / k)
+    if config.lpc_order:
+        p["input.lpc.W"] = normal((1, R), 3.0 / k)
     for i in range(L):
         p[f"layers.{i}.dilated.W"] = normal((k, R, 2 * D), 1.0 / (k * R + G))
         p[f"layers.{i}.dilated.b"] = np.zeros(2 * D)
@@ -291,6 +307,11 @@ class WaveNet:
             lines.append(
                 f"  period tap: the input one pitch period back, for periods up to {c.tap_reach} samples "
                 f"({c.sample_rate / c.tap_reach:.0f} Hz and up)"
+            )
+        if c.lpc_order:
+            lines.append(
+                f"  linear prediction: the next sample predicted from the last {c.lpc_window} "
+                f"(order {c.lpc_order}), as one more input"
             )
         lines += [
             f"  skip    [z_1 … z_{c.n_layers}] ({c.n_layers * c.dilation_channels}) -> {c.skip_channels}",
@@ -447,10 +468,11 @@ class WaveNet:
 
     def _input_forward(self, x, t_out: int, cond=None, cond_offset: int = 0):
         """The input layer on codes x (B, T): x_0 at the last t_out positions (B, t_out, R); a notes
-        model adds its period tap (cond (B, F, C) and cond_offset as in _forward)."""
+        model adds its period tap (cond (B, F, C) and cond_offset as in _forward), a model with lpc_order
+        its linear prediction."""
         p, c = self.params, self.config
-        levels = None  # (B, T) the μ-law levels: the level input's and the period tap's
-        if c.input == "level" or c.period_tap:
+        levels = None  # (B, T) the μ-law levels: the level input's, the period tap's and the prediction's
+        if c.input == "level" or c.period_tap or c.lpc_order:
             levels = mulaw_level(x, c.quantization_channels).astype(self.dtype)
         if c.input == "embedding":
             x0, cache = ops.causal_embedding_forward(x, p["input.W"], p["input.b"], t_out)
@@ -462,11 +484,17 @@ class WaveNet:
                 levels, cond, p["input.tap.W"], c.cond_hop, c.sample_rate, cond_offset, c.tap_reach, t_out
             )
             x0 += tap
-        return x0, (cache, tap_cache)
+        lpc_cache = None
+        if c.lpc_order:
+            guess, lpc_cache = ops.lpc_forward(
+                levels, p["input.lpc.W"], c.lpc_order, c.lpc_window, c.quantization_channels, t_out
+            )
+            x0 += guess
+        return x0, (cache, tap_cache, lpc_cache)
 
     def _input_backward(self, dstream, cache) -> dict:
-        """The input layer's gradients {input.W, input.b (, input.tap.W)}; the codes get none."""
-        cache, tap_cache = cache
+        """The input layer's gradients {input.W, input.b (, input.tap.W, input.lpc.W)}; the codes get none."""
+        cache, tap_cache, lpc_cache = cache
         if self.config.input == "embedding":
             dW, db = ops.causal_embedding_backward(dstream, cache)
         else:
@@ -474,6 +502,8 @@ class WaveNet:
         grads = {"input.W": dW, "input.b": db}
         if tap_cache is not None:
             grads["input.tap.W"] = ops.period_tap_backward(dstream, tap_cache)
+        if lpc_cache is not None:
+            grads["input.lpc.W"] = ops.lpc_backward(dstream, lpc_cache)
         return grads
 
     def _check_cond(self, x, cond, cond_offset, n_in: int):

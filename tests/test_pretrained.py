@@ -65,7 +65,11 @@ def card_command(name: str) -> list[str]:
     section = re.search(rf"^## {re.escape(name)}\n(.*?)(?=^## |\Z)", text, re.M | re.S)
     assert section, f"docs/pretrained.md has no section for {name}"
     line = re.search(r"^python -m minwave\.train .*$", section.group(1), re.M).group(0)
-    return shlex.split(line)[3:]
+    args = shlex.split(line)[3:]
+    if "--config" in args:  # written relative to the repository's root, where the card's commands run
+        at = args.index("--config") + 1
+        args[at] = str(CARD.parents[1] / args[at])
+    return args
 
 
 @pytest.mark.parametrize("name", pretrained.available())

@@ -17,6 +17,7 @@ from .embedding import causal_embedding_backward, causal_embedding_forward
 from .gate import gate_backward, gate_forward, gated_unit_backward, gated_unit_forward
 from .head import head_backward, head_forward
 from .loss import softmax_cross_entropy_backward, softmax_cross_entropy_forward
+from .lpc import lpc_backward, lpc_forward
 from .period import period_tap_backward, period_tap_forward
 from .residual import residual_backward, residual_forward, skip_backward, skip_forward
 from .upsample import (
@@ -57,4 +58,6 @@ __all__ = [
     "upsample_forward",
     "period_tap_backward",
     "period_tap_forward",
+    "lpc_backward",
+    "lpc_forward",
 ]
