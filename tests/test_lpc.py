@@ -4,7 +4,7 @@ computing the same numbers one sample at a time."""
 
 import numpy as np
 import pytest
-from test_local_sampling import HOP, frames_for, local_model
+from test_local_sampling import frames_for, local_model
 from test_sampling import multi_hot, one_numba_thread, tiny_model  # noqa: F401  (the fixture is autouse)
 
 from minwave import fastgen, ops
@@ -18,7 +18,7 @@ from minwave.synth import bell_note
 
 
 def reference_prediction(levels, order, window, t_out):
-    """e[b, t]: the autocorrelation of x_{t-N+1} … x_t summed pair by pair, the normal equations solved
+    """e[b, t]: the autocorrelation of the window x_{t-window+1} … x_t summed pair by pair, the normal equations solved
     with numpy.linalg.solve, the prediction companded — one position at a time."""
     B, T = levels.shape
     x = np.concatenate([np.zeros((B, window + order)), mulaw_expand(levels, 256)], axis=1)  # x_i at [i + pad]
@@ -26,11 +26,11 @@ def reference_prediction(levels, order, window, t_out):
     e = np.zeros((B, t_out))
     for b in range(B):
         for i, t in enumerate(range(T - t_out, T)):
-            seg = x[b, pad + t - window + 1 : pad + t + 1]  # the last N samples
+            seg = x[b, pad + t - window + 1 : pad + t + 1]  # the window
             c = np.array([seg[k:] @ seg[: window - k] for k in range(order + 1)])
             c[0] = c[0] * (1 + WHITE_NOISE) + SILENCE
             a = np.linalg.solve(c[np.abs(np.subtract.outer(np.arange(order), np.arange(order)))], c[1:])
-            past = x[b, pad + t + 1 - np.arange(1, order + 1)]  # x_{t+1-j}, j = 1 … P
+            past = x[b, pad + t + 1 - np.arange(1, order + 1)]  # x_{t+1-j}, j = 1 … order
             e[b, i] = mulaw_compress(np.clip(a @ past, -1, 1), 256)
     return e
 
@@ -80,7 +80,7 @@ def lpc_model(seed=0, **overrides):
 def test_the_input_widens_the_receptive_field_and_is_checked():
     base = tiny_model(stacks=1)
     model = lpc_model(stacks=1)
-    assert model.receptive_field == base.receptive_field + 11  # x_{t-N+1} … x_t: N - 1 further back
+    assert model.receptive_field == base.receptive_field + 11  # x_{t-window+1} … x_t: window - 1 further back
     assert "input.lpc.W" in model.params and "input.lpc.W" not in base.params
     assert "linear prediction" in model.summary()
     with pytest.raises(ValueError, match="lpc_window must exceed lpc_order"):
@@ -125,7 +125,6 @@ def test_teacher_forced_logits_equal_forward_with_the_input_and_notes():
     expected = to_host(model.forward(codes, tags, frames))
     got = fastgen.teacher_forced_logits(model, codes, tags, frames)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
-    assert HOP == model.config.cond_hop
 
 
 def test_the_input_on_the_strict_cupy_stand_in():

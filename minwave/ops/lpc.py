@@ -68,10 +68,10 @@ def lpc_prediction(levels, order: int, window: int, quantization_channels: int, 
     pad = window + order  # zeros before the first sample: the zero history
     xz = xp.concatenate([xp.zeros((B, pad)), x], axis=1)  # x_i at [i + pad]
     c = xp.empty((B, t_out, order + 1))
+    hi = t0 + pad + 1 + xp.arange(t_out)  # where the running sum up to i = t is kept
     for k in range(order + 1):
         prod = xp.zeros((B, T + pad + 1))  # running sums: [i + pad + 1] = Σ_{i' ≤ i} x_i' x_{i'-k}
         prod[:, k + 1 :] = xp.cumsum(xz[:, k:] * xz[:, : T + pad - k], axis=1)
-        hi = t0 + pad + 1 + xp.arange(t_out)  # Σ up to i = t
         c[:, :, k] = prod[:, hi] - prod[:, hi - window + k]  # minus Σ up to i = t - window + k
     c[:, :, 0] = c[:, :, 0] * (1.0 + WHITE_NOISE) + SILENCE
     a = levinson(c)  # (B, t_out, order)
