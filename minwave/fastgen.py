@@ -63,11 +63,12 @@ class Packed(NamedTuple):
     b2: np.ndarray  # (Q,)
     cond: np.ndarray  # (B, F + 2a, L·2D) local conditioning: every layer's U·c at frame rate (F = 0: none)
     cond_at: np.ndarray  # (2,) int64: h, and s such that step t reads cond row (t + 1 + s) // h
-    tap_W: np.ndarray  # (R,)          a notes model's period tap W (zeros: none)
+    tap_W: np.ndarray  # (taps, R)     a notes model's period tap W, a row per lag (zeros: none)
     tap_level: np.ndarray  # (Q,)      the level y of each code, as the model computes it
     tap_a: np.ndarray  # (B, F, K)     per frame, the sounding fraction a_p of up to K pitches (0: unused slot)
     tap_n: np.ndarray  # (B, F, K) int64  their whole periods n_p
     tap_c: np.ndarray  # (B, F, K, 2)  their interpolation weights (1 - δ_p, δ_p)
+    tap_m: np.ndarray  # (B, F, K) int64  their lag: row m of tap_W, m + 1 periods back
     tap_at: int  # the frames' sample that seq[:, 0] is: step t's sample t + 1 + tap_at reads frame (…) // h
     lpc_W: np.ndarray  # (R,)          the linear-prediction input's W (zeros: none)
     lpc_x: np.ndarray  # (Q,) float64  the linear sample F⁻¹(y) of each code's level, as the model computes it
@@ -90,23 +91,34 @@ def local_projection(params: dict, config, frames) -> np.ndarray:
     return np.ascontiguousarray(up @ U, dtype=np.float32)  # (B, F + 2a, L·2D)
 
 
-def period_slots(config, batch: int, frames) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The period tap's pitches per frame, as the step reads them: (a, n, c) of shapes (B, F, K),
-    (B, F, K), (B, F, K, 2), K = the most pitches any frame sounds (ops/period.py), in rising pitch order
-    (the order in which the model sums them). Empty (F = 0) without a period tap."""
+def period_slots(config, batch: int, frames) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The period tap's lags per frame, as the step reads them: (a, n, c, m) of shapes (B, F, K),
+    (B, F, K), (B, F, K, 2), (B, F, K), K = the most (pitch, lag) pairs any frame sounds (ops/period.py):
+    for each lag m (0 … period_taps - 1, (m + 1) · τ_p = n + δ back) the sounding pitches in rising order,
+    the order in which the model sums them. Empty (F = 0) without a period tap."""
     if frames is None or not config.period_tap:
         empty = (batch, 0, 1)
-        return np.zeros(empty, np.float32), np.zeros(empty, np.int64), np.zeros(empty + (2,), np.float32)
-    periods = pitch_periods(config.sample_rate, config.tap_reach)
-    sounding = np.asarray(frames, dtype=np.float32)[:, :, [p for p, _, _ in periods]]  # (B, F, P')
+        return (
+            np.zeros(empty, np.float32),
+            np.zeros(empty, np.int64),
+            np.zeros(empty + (2,), np.float32),
+            np.zeros(empty, np.int64),
+        )
+    lags = [
+        (m, p, n, d)
+        for m in range(config.period_taps)
+        for p, n, d in pitch_periods(config.sample_rate, config.tap_reach, m + 1)
+    ]
+    sounding = np.asarray(frames, dtype=np.float32)[:, :, [p for _, p, _, _ in lags]]  # (B, F, lags)
     K = max(1, int((sounding > 0).sum(axis=2).max()))
     B, F, _ = sounding.shape
     a, n, c = np.zeros((B, F, K), np.float32), np.zeros((B, F, K), np.int64), np.zeros((B, F, K, 2), np.float32)
+    m = np.zeros((B, F, K), np.int64)
     for b, f in zip(*np.nonzero((sounding > 0).any(axis=2))):
         for slot, j in enumerate(np.nonzero(sounding[b, f] > 0)[0]):
-            _, n_p, d_p = periods[j]
-            a[b, f, slot], n[b, f, slot], c[b, f, slot] = sounding[b, f, j], n_p, (1 - d_p, d_p)
-    return a, n, c
+            m_j, _, n_j, d_j = lags[j]
+            a[b, f, slot], n[b, f, slot], c[b, f, slot], m[b, f, slot] = sounding[b, f, j], n_j, (1 - d_j, d_j), m_j
+    return a, n, c, m
 
 
 def pack(params: dict, config, tags, batch: int, frames=None, first_sample: int = 0) -> Packed:
@@ -149,7 +161,7 @@ def pack(params: dict, config, tags, batch: int, frames=None, first_sample: int 
         emb = f32(host("input.W"))  # (k, Q, R)
     else:
         emb = f32(levels[None, :, None] * f32(host("input.W")))  # (k, 1, R) -> (k, Q, R)
-    tap_a, tap_n, tap_c = period_slots(c, batch, frames)
+    tap_a, tap_n, tap_c, tap_m = period_slots(c, batch, frames)
     return Packed(
         emb=emb,
         emb_b=f32(host("input.b")),
@@ -165,11 +177,12 @@ def pack(params: dict, config, tags, batch: int, frames=None, first_sample: int 
         b2=f32(host("head.b2")),
         cond=np.zeros((batch, 0, L * 2 * D), np.float32) if frames is None else local_projection(params, c, frames),
         cond_at=np.array([c.cond_hop, first_sample + c.cond_context * c.cond_hop], dtype=np.int64),
-        tap_W=f32(host("input.tap.W")[0]) if c.period_tap else np.zeros(R, np.float32),
+        tap_W=f32(host("input.tap.W")) if c.period_tap else np.zeros((1, R), np.float32),
         tap_level=levels,
         tap_a=tap_a,
         tap_n=tap_n,
         tap_c=tap_c,
+        tap_m=tap_m,
         tap_at=int(first_sample),
         lpc_W=f32(host("input.lpc.W")[0]) if c.lpc_order else np.zeros(R, np.float32),
         lpc_x=mulaw_expand(levels, c.quantization_channels),
@@ -417,22 +430,23 @@ def network_step(p, s, seq, t, with_head):
                 code = seq[b, t - (k - 1 - j)]
                 for r in range(R):
                     h[b, r] += p.emb[j, code, r]
-    # the period tap: x_0 += r · W_tap, r = Σ_p a_p ((1 - δ_p) y(t + 1 - n_p) + δ_p y(t - n_p))
+    # the period tap: x_0 += Σ_m r_m · W_tap[m], r_m = Σ_p a_p ((1 - δ) y(t + 1 - n) + δ y(t - n)), n + δ = (m + 1) τ_p
     sample = t + 1 + p.tap_at  # the sample seq[:, t+1] is, on the frames
     if 0 <= sample < p.tap_a.shape[1] * p.cond_at[0]:
         row = sample // p.cond_at[0]
         for b in range(B):
-            r_t = np.float32(0.0)
-            for slot in range(p.tap_a.shape[2]):
-                a = p.tap_a[b, row, slot]
-                if a == 0:
-                    continue
-                n = p.tap_n[b, row, slot]
-                y1 = p.tap_level[seq[b, t + 1 - n]] if t + 1 - n >= 0 else np.float32(0.0)
-                y0 = p.tap_level[seq[b, t - n]] if t - n >= 0 else np.float32(0.0)
-                r_t += a * (p.tap_c[b, row, slot, 0] * y1 + p.tap_c[b, row, slot, 1] * y0)
-            for r in range(R):
-                h[b, r] += r_t * p.tap_W[r]
+            for m in range(p.tap_W.shape[0]):
+                r_t = np.float32(0.0)
+                for slot in range(p.tap_a.shape[2]):
+                    a = p.tap_a[b, row, slot]
+                    if a == 0 or p.tap_m[b, row, slot] != m:
+                        continue
+                    n = p.tap_n[b, row, slot]
+                    y1 = p.tap_level[seq[b, t + 1 - n]] if t + 1 - n >= 0 else np.float32(0.0)
+                    y0 = p.tap_level[seq[b, t - n]] if t - n >= 0 else np.float32(0.0)
+                    r_t += a * (p.tap_c[b, row, slot, 0] * y1 + p.tap_c[b, row, slot, 1] * y0)
+                for r in range(R):
+                    h[b, r] += r_t * p.tap_W[m, r]
     if p.lpc_window:
         lpc_step(p, s, seq, t, h)
     frame = (t + 1 + p.cond_at[1]) // p.cond_at[0]  # the row of p.cond for the sample seq[:, t+1]

@@ -69,6 +69,7 @@ class WaveNetConfig:
     input: str = "level"  # "level" (μ-law level, one channel) or "embedding" (a free table per code)
     lpc_order: int = 0  # the linear-prediction input's order (ops/lpc.py); 0: no such input
     lpc_window: int = 512  # the samples its coefficients are fitted on, up to the present one
+    period_taps: int = 1  # a notes model's period tap reads 1, 2, … this many pitch periods back (ops/period.py)
 
     def __post_init__(self):
         minimum = {
@@ -85,6 +86,7 @@ class WaveNetConfig:
             "cond_hop": 1,
             "lpc_order": 0,
             "lpc_window": 1,
+            "period_taps": 1,
         }
         if self.condition not in ("",) + CONDITION_TYPES:
             raise ValueError(f"WaveNetConfig.condition must be '', 'notes' or 'mel', got {self.condition!r}")
@@ -104,6 +106,8 @@ class WaveNetConfig:
                 raise ValueError(f"WaveNetConfig.{f.name} must be an integer, got {value!r}")
             if value < minimum[f.name]:
                 raise ValueError(f"WaveNetConfig.{f.name} must be >= {minimum[f.name]}, got {value}")
+        if self.period_taps > 1 and self.condition != "notes":
+            raise ValueError(f"WaveNetConfig.period_taps > 1 needs condition 'notes', got {self.condition!r}")
         if self.lpc_order and self.lpc_window <= self.lpc_order:
             raise ValueError(
                 f"WaveNetConfig.lpc_window must exceed lpc_order ({self.lpc_order}), got {self.lpc_window}"
@@ -182,7 +186,7 @@ def init_params(config: WaveNetConfig, seed: int = 0) -> dict[str, np.ndarray]:
       confident initial predictions close to uniform;
     - all biases 0;
     - local conditioning: the upsampler's frame convolution (3, C, C) starts as an exact repeat (centre
-      tap I, the others 0); each layer's U (C, 2D): N(0, 1/C); a notes model's period tap W (1, R):
+      tap I, the others 0); each layer's U (C, 2D): N(0, 1/C); a notes model's period tap W (period_taps, R):
       N(0, 3/k), as one more tap of the level input, and so the linear-prediction input's W (1, R).
     """
     rng = np.random.default_rng(seed)
@@ -197,7 +201,7 @@ def init_params(config: WaveNetConfig, seed: int = 0) -> dict[str, np.ndarray]:
         "input.b": np.zeros(R),
     }
     if config.period_tap:
-        p["input.tap.W"] = normal((1, R), 3.0 / k)
+        p["input.tap.W"] = normal((config.period_taps, R), 3.0 / k)
     if config.lpc_order:
         p["input.lpc.W"] = normal((1, R), 3.0 / k)
     for i in range(L):
@@ -305,7 +309,8 @@ class WaveNet:
             )
         if c.period_tap:
             lines.append(
-                f"  period tap: the input one pitch period back, for periods up to {c.tap_reach} samples "
+                f"  period tap: the input {'1' if c.period_taps == 1 else f'1 … {c.period_taps}'} pitch "
+                f"period{'s' * (c.period_taps > 1)} back, for lags up to {c.tap_reach} samples "
                 f"({c.sample_rate / c.tap_reach:.0f} Hz and up)"
             )
         if c.lpc_order:

@@ -40,9 +40,11 @@ def random_inputs(model, T, B=2, seed=0, offset=0):
 @pytest.mark.parametrize("k", [2, 3])
 @pytest.mark.parametrize("n_tags", [0, 2])
 @pytest.mark.parametrize("offset", [0, 3])
-@pytest.mark.parametrize("condition", ["mel", "notes"])
-def test_model_gradients_with_local_conditioning(backend, k, n_tags, offset, condition):
-    config = local_config(kernel_size=k, n_tags=n_tags, condition=condition, cond_channels=CHANNELS[condition])
+@pytest.mark.parametrize("condition, taps", [("mel", 1), ("notes", 1), ("notes", 2)])
+def test_model_gradients_with_local_conditioning(backend, k, n_tags, offset, condition, taps):
+    config = local_config(
+        kernel_size=k, n_tags=n_tags, condition=condition, cond_channels=CHANNELS[condition], period_taps=taps
+    )
     model = WaveNet(config, seed=1, dtype="float64", backend=backend)
     rng = np.random.default_rng(2)
     for name, p in model.params.items():  # off the initial zeros and identity: general position
@@ -55,6 +57,8 @@ def test_model_gradients_with_local_conditioning(backend, k, n_tags, offset, con
     assert set(grads) == set(model.params)
     assert {"cond.up.W", "layers.0.cond.U", "layers.2.cond.U"} <= set(grads)
     assert ("input.tap.W" in grads) == (condition == "notes")  # the period tap
+    if condition == "notes":  # one row per lag, each of them read
+        assert model.params["input.tap.W"].shape[0] == taps and float(abs(grads["input.tap.W"]).min()) > 0
     for name, p in model.params.items():
         assert grads[name].shape == p.shape
         # A wrong backward shows up as 1e-2 and more; round-off reaches ~1e-6 here (measured worst 1.1e-6,
@@ -170,6 +174,8 @@ def test_local_conditioning_arguments_are_checked():
         (dict(condition="", cond_channels=3), "exactly when condition is set"),
         (dict(condition="notes", cond_channels=3), "must be 176 for notes"),
         (dict(cond_hop=0), "cond_hop must be >= 1"),
+        (dict(period_taps=0), "period_taps must be >= 1"),
+        (dict(period_taps=2), "period_taps > 1 needs condition 'notes'"),  # a mel model has no period tap
     ],
 )
 def test_bad_local_config_is_rejected(overrides, match):
@@ -183,6 +189,10 @@ def test_config_round_trip_and_summary():
     assert cfg.cond_context == 1 and local_config(condition="", cond_channels=0).cond_context == 0
     text = WaveNet(cfg).summary()
     assert "local conditioning on notes: 176 channels per 256 samples" in text
+    assert "period tap: the input 1 pitch period back" in text
+    assert "the input 1 … 5 pitch periods back" in WaveNet(dataclasses.replace(cfg, period_taps=5)).summary()
+    old = {k: v for k, v in cfg.to_dict().items() if k != "period_taps"}  # a checkpoint from before the field
+    assert WaveNetConfig.from_dict(old).period_taps == 1
 
 
 def test_upsampler_starts_as_an_exact_repeat():
@@ -192,9 +202,9 @@ def test_upsampler_starts_as_an_exact_repeat():
     assert not up[0].any() and not up[2].any()
 
 
-@pytest.mark.parametrize("condition", ["mel", "notes"])
-def test_float32_matches_float64_and_strict_stand_in(condition):
-    config = local_config(n_tags=2, condition=condition, cond_channels=CHANNELS[condition])
+@pytest.mark.parametrize("condition, taps", [("mel", 1), ("notes", 1), ("notes", 2)])
+def test_float32_matches_float64_and_strict_stand_in(condition, taps):
+    config = local_config(n_tags=2, condition=condition, cond_channels=CHANNELS[condition], period_taps=taps)
     m64 = WaveNet(config, seed=7, dtype="float64")
     m32 = WaveNet(config, seed=7, dtype="float32")
     x, tags, cond = random_inputs(m64, m64.receptive_field + 10, offset=1)

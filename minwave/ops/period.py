@@ -10,19 +10,22 @@ instead (the same note an octave or two low). Speech coders have long solved thi
 predictor (the adaptive codebook of CELP; Quasi-Periodic WaveNet, Wu et al. 2019, adapts the dilations
 instead). Here the input layer gets, beside the level y_t, the level one period before the sample it predicts:
 
-    r[:, t] = Σ_p a_p · ((1 - δ_p) · y[:, t + 1 - n_p] + δ_p · y[:, t - n_p])             (B, T)
-    x_0[:, t] += r[:, t] · W_tap                                                          W_tap (1, R)
+    r[:, t, m] = Σ_p a_p · ((1 - δ) · y[:, t + 1 - n] + δ · y[:, t - n]),  n + δ = (m + 1) · τ_p   (B, T, taps)
+    x_0[:, t] += r[:, t] @ W_tap                                                        W_tap (taps, R)
 
-y(t + 1 - τ) by linear interpolation; a_p = sounding[:, (s) // h, p] (0 … 1) of the frame holding the
-predicted sample s (position t predicts the sample one after it). The sum runs over the pitches that sound:
-one for a melody, several for a chord. Causal: n_p ≥ 2 (pitches below the Nyquist frequency), so
-t + 1 - n_p < t. It reads at most `reach` samples back (WaveNetConfig.tap_reach: the dilated layers' own
-span, 256 in the `tiny` preset, so C2 at 65 Hz and up); a pitch with n_p > reach adds nothing. The
-model's receptive field grows by the reach (every input position the layers read looks that far
-back), so a window of RF codes still determines a position's output (what the naive sampler relies on). Levels
-before the first position are the zero history, as everywhere in the model.
+y(t + 1 - (m + 1)τ) by linear interpolation; a_p = sounding[:, s // h, p] (0 … 1) of the frame holding
+the predicted sample s (position t predicts the sample one after it). The sum runs over the pitches that
+sound: one for a melody, several for a chord. taps = WaveNetConfig.period_taps lags, one, two, … periods
+back, each with its own row of W_tap: one period is enough for a harmonic tone, but a sound whose partials
+are not multiples of f sits on a longer period (the built-in FM bell's partials f ± k · 1.4 f are
+multiples of f / 5: it repeats every 5 periods, docs/conditioning.md). Causal: τ_p ≥ 2 (pitches below
+the Nyquist frequency), so t + 1 - n < t. It reads at most `reach` samples back (WaveNetConfig.tap_reach:
+the dilated layers' own span, 256 in the `tiny` preset, so C2 at 65 Hz and up); a lag beyond the reach
+adds nothing. The model's receptive field grows by the reach (every input position the layers read looks
+that far back), so a window of RF codes still determines a position's output (what the naive sampler
+relies on). Levels before the first position are the zero history, as everywhere in the model.
 
-r is made of the data alone: the backward pass is the projection's, dW_tap = Σ_{b,t} r[b, t] · dx_0[b, t].
+r is made of the data alone: the backward pass is the projection's, dW_tap = Σ_{b,t} r[b, t]ᵀ · dx_0[b, t].
 """
 
 from __future__ import annotations
@@ -35,22 +38,23 @@ from .conv import sum_outer
 from .upsample import repeat_forward
 
 
-def pitch_periods(sample_rate: int, reach: int) -> list[tuple[int, int, float]]:
-    """[(p, n_p, δ_p)] for every key p (0 … 87) whose period the tap reads: 2 <= n_p = ⌊τ_p⌋ <= reach
-    (a pitch at or above the Nyquist frequency, τ_p < 2, has no period to copy)."""
+def pitch_periods(sample_rate: int, reach: int, periods: int = 1) -> list[tuple[int, int, float]]:
+    """[(p, n, δ)] for every key p (0 … 87) whose lag `periods` · τ_p = n + δ the tap reads: τ_p ≥ 2 (a
+    pitch at or above the Nyquist frequency has no period to copy) and n <= reach."""
     out = []
     for p in range(N_PITCHES):
         tau = sample_rate / midi_to_hz(PITCH_LOW + p)
-        n = math.floor(tau)
-        if 2 <= n <= reach:
-            out.append((p, n, tau - n))
+        lag = periods * tau
+        n = math.floor(lag)
+        if tau >= 2 and n <= reach:
+            out.append((p, n, lag - n))
     return out
 
 
 def period_tap_forward(levels, frames, W, hop: int, sample_rate: int, offset: int, reach: int, t_out: int):
-    """x_0's period term r[..., None] · W (B, t_out, R) at the last t_out positions of levels y (B, T),
-    and the cache r (B, t_out). Position t predicts sample offset + t + 1 of the frames (B, F, ≥ P: the
-    sounding fractions in channels 0 … P-1), which must cover it. W (1, R).
+    """x_0's period term r @ W (B, t_out, R) at the last t_out positions of levels y (B, T), and the cache
+    r (B, t_out, taps). Position t predicts sample offset + t + 1 of the frames (B, F, ≥ P: the sounding
+    fractions in channels 0 … P-1), which must cover it. W (taps, R): row m reads m + 1 periods back.
 
     reach: the farthest lag read (WaveNetConfig.tap_reach). Only the pitches sounding in the frames used
     are visited (a melody has a handful of the 88); each is a few (B, t_out) operations.
@@ -64,17 +68,20 @@ def period_tap_forward(levels, frames, W, hop: int, sample_rate: int, offset: in
         raise ValueError(f"period_tap_forward: samples {first} … {last} lie outside {frames.shape[1]} frames of {hop}")
     sounding = frames[:, f0 : f1 + 1, :N_PITCHES]  # (B, F', P)
     active = {int(p) for p in xp.nonzero(sounding.max(axis=(0, 1)) > 0)[0].tolist()}
-    r = xp.zeros((B, t_out), dtype=levels.dtype)
+    r = xp.zeros((B, t_out, W.shape[0]), dtype=levels.dtype)
     padded = xp.concatenate([xp.zeros((B, reach + 1), dtype=levels.dtype), levels], axis=1)  # y[i]: [i + reach + 1]
-    for p, n, d in pitch_periods(sample_rate, reach):
-        if p not in active:
-            continue
-        a = repeat_forward(frames[:, :, p : p + 1], hop, first, t_out)[0][:, :, 0]  # (B, t_out) held a_p
-        i = reach + 1 + t0 - n  # padded index of y[t0 - n]
-        r += a * ((1 - d) * padded[:, i + 1 : i + 1 + t_out] + d * padded[:, i : i + t_out])
-    return r[:, :, None] * W[0], r
+    held = {}  # p -> (B, t_out) a_p, held over each frame's samples
+    for m in range(W.shape[0]):
+        for p, n, d in pitch_periods(sample_rate, reach, m + 1):
+            if p not in active:
+                continue
+            if p not in held:
+                held[p] = repeat_forward(frames[:, :, p : p + 1], hop, first, t_out)[0][:, :, 0]
+            i = reach + 1 + t0 - n  # padded index of y[t0 - n]
+            r[:, :, m] += held[p] * ((1 - d) * padded[:, i + 1 : i + 1 + t_out] + d * padded[:, i : i + t_out])
+    return r @ W, r
 
 
 def period_tap_backward(dx0, r):
-    """dW (1, R) = Σ_{b,t} r[b, t] · dx_0[b, t], for x_0's gradient dx0 (B, t_out, R)."""
-    return sum_outer(r[:, :, None], dx0)
+    """dW (taps, R) = Σ_{b,t} r[b, t]ᵀ · dx_0[b, t], for x_0's gradient dx0 (B, t_out, R), r (B, t_out, taps)."""
+    return sum_outer(r, dx0)
