@@ -309,7 +309,7 @@ class WaveNet:
             )
         if c.period_tap:
             lines.append(
-                f"  period tap: the input {'1' if c.period_taps == 1 else f'1 … {c.period_taps}'} pitch "
+                f"  period tap: the input {'one' if c.period_taps == 1 else f'1 … {c.period_taps}'} pitch "
                 f"period{'s' * (c.period_taps > 1)} back, for lags up to {c.tap_reach} samples "
                 f"({c.sample_rate / c.tap_reach:.0f} Hz and up)"
             )

@@ -189,7 +189,7 @@ def test_config_round_trip_and_summary():
     assert cfg.cond_context == 1 and local_config(condition="", cond_channels=0).cond_context == 0
     text = WaveNet(cfg).summary()
     assert "local conditioning on notes: 176 channels per 256 samples" in text
-    assert "period tap: the input 1 pitch period back" in text
+    assert "period tap: the input one pitch period back" in text
     assert "the input 1 … 5 pitch periods back" in WaveNet(dataclasses.replace(cfg, period_taps=5)).summary()
     old = {k: v for k, v in cfg.to_dict().items() if k != "period_taps"}  # a checkpoint from before the field
     assert WaveNetConfig.from_dict(old).period_taps == 1

@@ -140,21 +140,21 @@ plt.show()
 # %%
 print(inspect.getsource(ops.period_tap_forward))
 y = minwave.mulaw.mulaw_level(minwave.mulaw_encode(audio))  # (T,) the model's input levels
-# positions 0 … T-2 (position t predicts sample t + 1): r[0, t] is the tap for y[t + 1]
+# positions 0 … T-2 (position t predicts sample t + 1): r[0, t, 0] is the tap for y[t + 1], one period back
 _, r = ops.period_tap_forward(y[None, :-1], roll[None], np.ones((1, 1)), HOP, RATE, 0, 256, len(y) - 1)
 change = round(notes[1].onset_s * RATE)  # the second note's onset
 span = slice(change - 400, change + 400)
 fig, ax = plt.subplots(figsize=(13, 2.5))
 t = np.arange(len(y) - 1)[span] / RATE
 ax.plot(t, y[1:][span], lw=1.2, label="the next level y[t+1]")
-ax.plot(t, r[0, span], lw=1, ls="--", label="the period tap r[t]: one period before it")
+ax.plot(t, r[0, span, 0], lw=1, ls="--", label="the period tap r[t]: one period before it")
 ax.axvline(change / RATE, color="k", lw=0.8)
 names = f"{conditioning.note_name(notes[0].pitch)} -> {conditioning.note_name(notes[1].pitch)}"
 ax.set(xlabel="time (s)", title=f"organ_00 across a note change ({names})")
 ax.legend(loc="upper right")
 plt.show()
 settled = slice(change + 300, change + 2000)
-print(f"after the change: |y[t+1] - r[t]| = {np.abs(y[1:][settled] - r[0, settled]).mean():.3f} on average, "
+print(f"after the change: |y[t+1] - r[t]| = {np.abs(y[1:][settled] - r[0, settled, 0]).mean():.3f} on average, "
       f"against |y[t+1] - y[t]| = {np.abs(np.diff(y))[settled].mean():.3f} for the last sample")  # fmt: skip
 
 # %% [markdown]
