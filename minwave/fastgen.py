@@ -65,9 +65,9 @@ class Packed(NamedTuple):
     cond_at: np.ndarray  # (2,) int64: h, and s such that step t reads cond row (t + 1 + s) // h
     tap_W: np.ndarray  # (taps, R)     a notes model's period tap W, a row per lag (zeros: none)
     tap_level: np.ndarray  # (Q,)      the level y of each code, as the model computes it
-    tap_a: np.ndarray  # (B, F, K)     per frame, the sounding fraction a_p of up to K pitches (0: unused slot)
-    tap_n: np.ndarray  # (B, F, K) int64  their whole periods n_p
-    tap_c: np.ndarray  # (B, F, K, 2)  their interpolation weights (1 - δ_p, δ_p)
+    tap_a: np.ndarray  # (B, F, K)     per frame, the sounding fraction a_p of up to K (pitch, lag) pairs (0: unused)
+    tap_n: np.ndarray  # (B, F, K) int64  their lags' whole samples n
+    tap_c: np.ndarray  # (B, F, K, 2)  their interpolation weights (1 - δ, δ)
     tap_m: np.ndarray  # (B, F, K) int64  their lag: row m of tap_W, m + 1 periods back
     tap_at: int  # the frames' sample that seq[:, 0] is: step t's sample t + 1 + tap_at reads frame (…) // h
     lpc_W: np.ndarray  # (R,)          the linear-prediction input's W (zeros: none)

@@ -21,11 +21,13 @@ def reference_tap(levels, frames, hop, offset, reach, t_out, taps=1):
             f = (offset + t + 1) // hop
             for p in range(N_PITCHES):
                 tau = SR / midi_to_hz(PITCH_LOW + p)
+                a = frames[b, f, p]
+                if a == 0 or tau < 2:
+                    continue
                 for m in range(taps):
                     lag = (m + 1) * tau
                     n = int(np.floor(lag))
-                    a = frames[b, f, p]
-                    if a == 0 or tau < 2 or n > reach:
+                    if n > reach:
                         continue
                     y1 = levels[b, t + 1 - n] if t + 1 - n >= 0 else 0.0
                     y0 = levels[b, t - n] if t - n >= 0 else 0.0

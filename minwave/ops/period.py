@@ -1,7 +1,8 @@
-"""The period tap of a note-conditioned model: the input one pitch period back (a long-term predictor).
+"""The period tap of a note-conditioned model: the input one or more pitch periods back (a long-term predictor).
 
 Legend: B batch, T time, R residual channels, F frames, P pitches (88), h hop; τ_p = sample_rate / f_p,
-the period of pitch p in samples, n_p = ⌊τ_p⌋ and δ_p = τ_p - n_p.
+the period of pitch p in samples; a lag of (m + 1) · τ_p samples is n = ⌊(m + 1) · τ_p⌋ whole ones and
+δ = (m + 1) · τ_p - n of one more.
 
 A periodic sound repeats itself one period later: x[s] ≈ x[s - τ]. A WaveNet can copy from τ back only
 by routing the signal through the one path of its dilated layers whose dilations add up to τ, and which
