@@ -91,12 +91,11 @@ def local_projection(params: dict, config, frames) -> np.ndarray:
     return np.ascontiguousarray(up @ U, dtype=np.float32)  # (B, F + 2a, L·2D)
 
 
-def period_slots(config, batch: int, frames, tags=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def period_slots(config, batch: int, frames) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The period tap's lags per frame, as the step reads them: (a, n, c, m) of shapes (B, F, K),
     (B, F, K), (B, F, K, 2), (B, F, K), K = the most (pitch, lag) pairs any frame sounds (ops/period.py):
     for each lag m (0 … period_taps - 1, (m + 1) · τ_p = n + δ back) the sounding pitches in rising order,
-    the order in which the model sums them. A row whose tags (B, G) read fewer lags (tag_period_taps)
-    gets a = 0 in the others' slots. Empty (F = 0) without a period tap."""
+    the order in which the model sums them. Empty (F = 0) without a period tap."""
     if frames is None or not config.period_tap:
         empty = (batch, 0, 1)
         return (
@@ -111,9 +110,6 @@ def period_slots(config, batch: int, frames, tags=None) -> tuple[np.ndarray, np.
         for p, n, d in pitch_periods(config.sample_rate, config.tap_reach, m + 1)
     ]
     sounding = np.asarray(frames, dtype=np.float32)[:, :, [p for _, p, _, _ in lags]]  # (B, F, lags)
-    per_row = config.tap_lags(None if tags is None else np.asarray(tags))  # (B,) or None: every lag
-    if per_row is not None:  # a row's other lags' slots stay empty
-        sounding = sounding * (np.array([m for m, _, _, _ in lags])[None, :] < per_row[:, None])[:, None, :]
     K = max(1, int((sounding > 0).sum(axis=2).max()))
     B, F, _ = sounding.shape
     a, n, c = np.zeros((B, F, K), np.float32), np.zeros((B, F, K), np.int64), np.zeros((B, F, K, 2), np.float32)
@@ -165,7 +161,7 @@ def pack(params: dict, config, tags, batch: int, frames=None, first_sample: int 
         emb = f32(host("input.W"))  # (k, Q, R)
     else:
         emb = f32(levels[None, :, None] * f32(host("input.W")))  # (k, 1, R) -> (k, Q, R)
-    tap_a, tap_n, tap_c, tap_m = period_slots(c, batch, frames, tags)
+    tap_a, tap_n, tap_c, tap_m = period_slots(c, batch, frames)
     return Packed(
         emb=emb,
         emb_b=f32(host("input.b")),

@@ -70,7 +70,6 @@ class WaveNetConfig:
     lpc_order: int = 0  # the linear-prediction input's order (ops/lpc.py); 0: no such input
     lpc_window: int = 512  # the samples its coefficients are fitted on, up to the present one
     period_taps: int = 1  # a notes model's period tap reads 1, 2, … this many pitch periods back (ops/period.py)
-    tag_period_taps: tuple = ()  # per tag (the data's sorted vocabulary), its rows' lags 1 … this; () all period_taps
 
     def __post_init__(self):
         minimum = {
@@ -98,7 +97,9 @@ class WaveNetConfig:
         if self.input not in INPUTS:
             raise ValueError(f"WaveNetConfig.input must be one of {', '.join(INPUTS)}, got {self.input!r}")
         for f in fields(self):
-            if f.name in ("input", "condition", "tag_period_taps"):
+            if f.name == "input":
+                continue
+            if f.name == "condition":
                 continue
             value = getattr(self, f.name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -107,42 +108,10 @@ class WaveNetConfig:
                 raise ValueError(f"WaveNetConfig.{f.name} must be >= {minimum[f.name]}, got {value}")
         if self.period_taps > 1 and self.condition != "notes":
             raise ValueError(f"WaveNetConfig.period_taps > 1 needs condition 'notes', got {self.condition!r}")
-        self._check_tag_period_taps()
         if self.lpc_order and self.lpc_window <= self.lpc_order:
             raise ValueError(
                 f"WaveNetConfig.lpc_window must exceed lpc_order ({self.lpc_order}), got {self.lpc_window}"
             )
-
-    def _check_tag_period_taps(self):
-        """tag_period_taps: () or one integer 1 … period_taps per tag (a JSON list arrives as a list)."""
-        value = self.tag_period_taps
-        if not isinstance(value, (tuple, list)):
-            raise ValueError(f"WaveNetConfig.tag_period_taps must be a list of integers, got {value!r}")
-        value = tuple(value)
-        object.__setattr__(self, "tag_period_taps", value)  # frozen: the one normalisation, list -> tuple
-        if not value:
-            return
-        if len(value) != self.n_tags:
-            raise ValueError(
-                f"WaveNetConfig.tag_period_taps needs one entry per tag ({self.n_tags}), "
-                f"got {len(value)}: {list(value)}"
-            )
-        for n in value:
-            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= self.period_taps:
-                raise ValueError(
-                    f"WaveNetConfig.tag_period_taps entries must be integers 1 … period_taps ({self.period_taps}), "
-                    f"got {n!r}"
-                )
-
-    def tap_lags(self, tags, xp=np):
-        """The period tap's lags each row reads (B,) int, for tags (B, G) on xp; None where every row reads
-        all period_taps. With tag_period_taps, the most that any of the row's tags asks for (a row without
-        tags: all); the model (ops/period.py) and the fast sampler (fastgen.period_slots) both ask here."""
-        if not self.tag_period_taps or tags is None:
-            return None
-        per_tag = xp.asarray(self.tag_period_taps)  # (G,)
-        lags = xp.where(tags > 0, per_tag[None, :], 0).max(axis=1)  # (B,)
-        return xp.where(lags > 0, lags, self.period_taps)
 
     @property
     def cond_context(self) -> int:
@@ -343,11 +312,6 @@ class WaveNet:
                 f"  period tap: the input {'one' if c.period_taps == 1 else f'1 … {c.period_taps}'} pitch "
                 f"period{'s' * (c.period_taps > 1)} back, for lags up to {c.tap_reach} samples "
                 f"({c.sample_rate / c.tap_reach:.0f} Hz and up)"
-                + (
-                    f"; lags per tag, in the tags' order: {', '.join(map(str, c.tag_period_taps))}"
-                    if c.tag_period_taps
-                    else ""
-                )
             )
         if c.lpc_order:
             lines.append(
@@ -421,7 +385,7 @@ class WaveNet:
         L, D = c.n_layers, c.dilation_channels
         B, T = x.shape
         first = self._input_starts(out_start)  # x_l covers positions first[l] … T-1
-        stream, input_cache = self._input_forward(x, T - first[0], cond, cond_offset, tags)  # x_0 (B, T - first[0], R)
+        stream, input_cache = self._input_forward(x, T - first[0], cond, cond_offset)  # x_0 (B, T - first[0], R)
         zs = xp.empty((B, T - out_start, L * D), dtype=self.dtype)  # (B, T', L·D) every z_l, side by side
         layer_caches = []
         local_cache = proj = None
@@ -507,10 +471,10 @@ class WaveNet:
         grads.update(self._input_backward(dstream, input_cache))
         return grads
 
-    def _input_forward(self, x, t_out: int, cond=None, cond_offset: int = 0, tags=None):
+    def _input_forward(self, x, t_out: int, cond=None, cond_offset: int = 0):
         """The input layer on codes x (B, T): x_0 at the last t_out positions (B, t_out, R); a notes
-        model adds its period tap (cond (B, F, C) and cond_offset as in _forward; each row's lags by its
-        tags (B, G) with tag_period_taps), a model with lpc_order its linear prediction."""
+        model adds its period tap (cond (B, F, C) and cond_offset as in _forward), a model with lpc_order
+        its linear prediction."""
         p, c = self.params, self.config
         levels = None  # (B, T) the μ-law levels: the level input's, the period tap's and the prediction's
         if c.input == "level" or c.period_tap or c.lpc_order:
@@ -522,15 +486,7 @@ class WaveNet:
         tap_cache = None
         if c.period_tap:
             tap, tap_cache = ops.period_tap_forward(
-                levels,
-                cond,
-                p["input.tap.W"],
-                c.cond_hop,
-                c.sample_rate,
-                cond_offset,
-                c.tap_reach,
-                t_out,
-                c.tap_lags(tags, self.xp),
+                levels, cond, p["input.tap.W"], c.cond_hop, c.sample_rate, cond_offset, c.tap_reach, t_out
             )
             x0 += tap
         lpc_cache = None

@@ -105,15 +105,6 @@ STORED_RULES = {
 }
 
 
-def model_config(model: dict, sample_rate: int, n_tags: int | None = None) -> WaveNetConfig:
-    """The settings' model fields as a WaveNetConfig; before the data is read (n_tags None) the tags
-    are counted from tag_period_taps (one per tag), which train checks against the data's tags."""
-    if n_tags is None:
-        per_tag = model.get("tag_period_taps") or ()
-        n_tags = len(per_tag) if isinstance(per_tag, (list, tuple)) else 0
-    return WaveNetConfig(**model, n_tags=n_tags, sample_rate=sample_rate)
-
-
 def option_name(key: str) -> str:
     """'batch_size' -> '--batch-size'."""
     return "--" + key.replace("_", "-")
@@ -188,7 +179,7 @@ def resolve_settings(args) -> tuple[dict, dict]:
         "valid_fraction": args.valid_fraction if args.valid_fraction is not None else 0.1,
     }
     try:
-        model_config(model, sample_rate)  # every model field is checked here (the tags' count: train's)
+        WaveNetConfig(**model, sample_rate=sample_rate)  # every model field is checked here
     except (TypeError, ValueError) as exc:
         raise UsageError(f"--config: {exc}") from None
     if settings["input_noise_mix"] and not settings["input_noise"]:

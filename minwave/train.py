@@ -76,7 +76,6 @@ from .mulaw import mulaw_decode
 from .optim import Adam, scheduled_lr
 from .quality import Quality, quality
 from .sampling import generate
-from .settings import model_config
 from .synth import ensure_builtin_dataset
 from .threads import available_cores, blas_threads_for, largest_product_macs, set_blas_threads
 
@@ -110,7 +109,7 @@ def activation_bytes(config: WaveNetConfig, batch_size: int, segment: int, items
 
 def check_step_memory(s: dict, backend) -> None:
     """NotEnoughMemory, naming the options, if one training step would not fit (memory.py)."""
-    config = model_config(s["model"], s["sample_rate"])
+    config = WaveNetConfig(**s["model"], sample_rate=s["sample_rate"])
     check_fits(
         PEAK_OVER_ACTIVATIONS * activation_bytes(config, s["batch_size"], s["segment"]),
         f"a training step with --batch-size {s['batch_size']} and --segment {s['segment']}",
@@ -357,7 +356,7 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
             f"use a multiple of {comm.size} (it is the batch of all ranks together)"
         )
     sample_rate, Q = s["sample_rate"], s["model"]["quantization_channels"]
-    receptive_field = model_config(s["model"], sample_rate).receptive_field
+    receptive_field = WaveNetConfig(**s["model"], sample_rate=sample_rate).receptive_field
 
     # ---- data: the built-in music goes through exactly the same loader as a user's folder
     if s["data"] is None:
@@ -392,13 +391,7 @@ def train(settings: dict, run_dir: Path, backend, ckpt: checkpoint.Checkpoint | 
         f"--sample-seconds {s['sample_seconds']:g} for {max(dataset.n_tags, 1)} tag(s) at every checkpoint",
         "lower --sample-seconds (0 turns the samples off)",
     )
-    per_tag = s["model"].get("tag_period_taps") or ()
-    if per_tag and len(per_tag) != dataset.n_tags:
-        raise DataError(
-            f"--config: tag_period_taps has {len(per_tag)} entries, but the data in {source} has "
-            f"{dataset.n_tags} tags ({', '.join(dataset.tag_vocab) or 'none'}, in that order): give one per tag"
-        )
-    config = model_config(s["model"], sample_rate, dataset.n_tags)
+    config = WaveNetConfig(**s["model"], n_tags=dataset.n_tags, sample_rate=sample_rate)
     if ckpt is not None and (ckpt.tag_vocab != dataset.tag_vocab or ckpt.config != config):
         raise DataError(
             f"--resume: the data in {source} now has tags {dataset.tag_vocab or 'none'}, but the "

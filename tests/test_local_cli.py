@@ -185,16 +185,3 @@ def test_onset_rows_train_a_notes_run_and_a_short_segment_is_one_line(capsys, tm
     assert run_train(capsys, "--out", run, "--resume", "--steps", "3")[0] == 0
     code, _, err = run_train(capsys, "--out", run, "--resume", "--steps", "4", "--onset-rows", "0.25")
     assert code == 2 and "--onset-rows 0.25 conflicts" in the_error(err)
-
-
-def test_lags_per_tag_are_given_in_the_datas_tag_order(capsys, tmp_path):
-    cfg = tmp_path / "cfg.json"
-    cfg.write_text(json.dumps({**CFG, "sample_seconds": 0, "period_taps": 2, "tag_period_taps": [2, 1]}))
-    common = ["--config", cfg, "--condition", "notes", "--steps", "1"]
-    code, _, err = run_train(capsys, *common, "--out", tmp_path / "short")
-    message = the_error(err)
-    assert code == 1 and "tag_period_taps has 2 entries" in message and "3 tags (bell, organ, pluck" in message
-    cfg.write_text(json.dumps({**CFG, "sample_seconds": 0, "period_taps": 2, "tag_period_taps": [2, 1, 1]}))
-    assert run_train(capsys, *common, "--out", tmp_path / "run")[0] == 0
-    config = checkpoint.load(tmp_path / "run").config
-    assert config.tag_period_taps == (2, 1, 1) and config.period_taps == 2

@@ -40,19 +40,10 @@ def random_inputs(model, T, B=2, seed=0, offset=0):
 @pytest.mark.parametrize("k", [2, 3])
 @pytest.mark.parametrize("n_tags", [0, 2])
 @pytest.mark.parametrize("offset", [0, 3])
-@pytest.mark.parametrize("condition, taps", [("mel", 1), ("notes", 1), ("notes", 2), ("notes", (1, 2))])
+@pytest.mark.parametrize("condition, taps", [("mel", 1), ("notes", 1), ("notes", 2)])
 def test_model_gradients_with_local_conditioning(backend, k, n_tags, offset, condition, taps):
-    per_tag = taps if isinstance(taps, tuple) else ()  # tag_period_taps: tag 0's rows one lag, tag 1's two
-    if per_tag and not n_tags:
-        pytest.skip("lags per tag need tags")
-    taps = max(per_tag) if per_tag else taps
     config = local_config(
-        kernel_size=k,
-        n_tags=n_tags,
-        condition=condition,
-        cond_channels=CHANNELS[condition],
-        period_taps=taps,
-        tag_period_taps=per_tag,
+        kernel_size=k, n_tags=n_tags, condition=condition, cond_channels=CHANNELS[condition], period_taps=taps
     )
     model = WaveNet(config, seed=1, dtype="float64", backend=backend)
     rng = np.random.default_rng(2)
@@ -60,8 +51,7 @@ def test_model_gradients_with_local_conditioning(backend, k, n_tags, offset, con
         if name.endswith((".b", ".b1", ".b2")) or name == "cond.up.W":
             p += backend.asarray(0.1 * rng.standard_normal(p.shape))
     x, tags, cond = random_inputs(model, model.receptive_field + 9, offset=offset)
-    if per_tag:  # row 0 tag 0 alone (one lag), row 1 tag 1 (both)
-        tags = np.eye(2)
+    x, cond = backend.asarray(x), backend.asarray(cond)
     tags = None if tags is None else backend.asarray(tags)
     loss, grads = model.loss_and_grads(x, tags, cond, offset)
     assert set(grads) == set(model.params)
@@ -186,11 +176,6 @@ def test_local_conditioning_arguments_are_checked():
         (dict(cond_hop=0), "cond_hop must be >= 1"),
         (dict(period_taps=0), "period_taps must be >= 1"),
         (dict(period_taps=2), "period_taps > 1 needs condition 'notes'"),  # a mel model has no period tap
-        (dict(n_tags=2, tag_period_taps=(1,)), r"one entry per tag \(2\), got 1"),
-        (dict(n_tags=1, tag_period_taps=(2,)), r"integers 1 … period_taps \(1\), got 2"),
-        (dict(n_tags=1, tag_period_taps=(0,)), r"integers 1 … period_taps \(1\), got 0"),
-        (dict(n_tags=1, tag_period_taps=(True,)), "got True"),
-        (dict(n_tags=1, tag_period_taps=1), "must be a list of integers, got 1"),
     ],
 )
 def test_bad_local_config_is_rejected(overrides, match):
@@ -206,12 +191,8 @@ def test_config_round_trip_and_summary():
     assert "local conditioning on notes: 176 channels per 256 samples" in text
     assert "period tap: the input one pitch period back" in text
     assert "the input 1 … 5 pitch periods back" in WaveNet(dataclasses.replace(cfg, period_taps=5)).summary()
-    old = {k: v for k, v in cfg.to_dict().items() if k not in ("period_taps", "tag_period_taps")}  # before them
-    assert WaveNetConfig.from_dict(old).period_taps == 1 and WaveNetConfig.from_dict(old).tag_period_taps == ()
-    per_tag = dataclasses.replace(cfg, n_tags=3, period_taps=5, tag_period_taps=[5, 1, 1])  # as JSON gives it
-    assert per_tag.tag_period_taps == (5, 1, 1) and WaveNetConfig.from_dict(per_tag.to_dict()) == per_tag
-    assert "1 … 5 pitch periods back" in WaveNet(per_tag).summary()
-    assert "lags per tag, in the tags' order: 5, 1, 1" in WaveNet(per_tag).summary()
+    old = {k: v for k, v in cfg.to_dict().items() if k != "period_taps"}  # a checkpoint from before the field
+    assert WaveNetConfig.from_dict(old).period_taps == 1
 
 
 def test_upsampler_starts_as_an_exact_repeat():
@@ -221,16 +202,9 @@ def test_upsampler_starts_as_an_exact_repeat():
     assert not up[0].any() and not up[2].any()
 
 
-@pytest.mark.parametrize("condition, taps", [("mel", 1), ("notes", 1), ("notes", 2), ("notes", (2, 1))])
+@pytest.mark.parametrize("condition, taps", [("mel", 1), ("notes", 1), ("notes", 2)])
 def test_float32_matches_float64_and_strict_stand_in(condition, taps):
-    per_tag = taps if isinstance(taps, tuple) else ()  # tag_period_taps
-    config = local_config(
-        n_tags=2,
-        condition=condition,
-        cond_channels=CHANNELS[condition],
-        period_taps=max(per_tag) if per_tag else taps,
-        tag_period_taps=per_tag,
-    )
+    config = local_config(n_tags=2, condition=condition, cond_channels=CHANNELS[condition], period_taps=taps)
     m64 = WaveNet(config, seed=7, dtype="float64")
     m32 = WaveNet(config, seed=7, dtype="float32")
     x, tags, cond = random_inputs(m64, m64.receptive_field + 10, offset=1)

@@ -48,7 +48,6 @@ CASES = [  # source, kernel_size, stacks, n_tags, prime length, batch, seed, per
     ("notes", 2, 2, 3, 12, 3, 2, 1),
     ("notes", 3, 2, 3, 0, 3, 7, 3),  # lags of one, two and three periods (a reach of 30 samples)
     ("notes", 3, 2, 0, 12, 2, 8, 2),
-    ("notes", 3, 2, 3, 0, 4, 9, (3, 1, 2)),  # three lags, but each tag's rows read only its own number
     ("mel", 2, 1, 0, 0, 3, 3, 1),
     ("mel", 3, 2, 0, 5, 1, 4, 1),
     ("mel", 3, 1, 3, 40, 3, 5, 1),  # a prime longer than the receptive field
@@ -58,25 +57,16 @@ CASES = [  # source, kernel_size, stacks, n_tags, prime length, batch, seed, per
 
 @pytest.mark.parametrize("source, k, stacks, n_tags, n_prime, batch, seed, taps", CASES)
 def test_fast_equals_naive_with_local_conditioning(source, k, stacks, n_tags, n_prime, batch, seed, taps):
-    per_tag = taps if isinstance(taps, tuple) else ()  # tag_period_taps: the most lags, each tag its own
-    taps = max(per_tag) if per_tag else taps
-    model = local_model(
-        source, seed=seed, kernel_size=k, stacks=stacks, n_tags=n_tags, period_taps=taps, tag_period_taps=per_tag
-    )
+    model = local_model(source, seed=seed, kernel_size=k, stacks=stacks, n_tags=n_tags, period_taps=taps)
     tags = multi_hot(batch, n_tags, seed) if n_tags else None
-    if per_tag:  # one row per tag alone, and one row with all tags (the most lags any of them asks)
-        tags = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 1]], dtype=np.float32)
     prime = np.random.default_rng(seed).integers(0, 32, (batch, n_prime)) if n_prime else None
     n = 120
     frames = frames_for(source, n, batch, seed)
     kw = dict(batch=batch, tags=tags, seed=seed, prime=prime, cond=frames)
     if source == "notes":  # the period tap reads some of these pitches, from one and from two at a time
-        a, _, _, m = fastgen.period_slots(model.config, batch, frames, tags)
+        a, _, _, m = fastgen.period_slots(model.config, batch, frames)
         assert (a > 0).any() and a.shape[2] >= 2
         assert set(np.unique(m[a > 0]).tolist()) == set(range(taps))  # every lag read
-        if per_tag:  # a row reads only its tags' lags: organ-like row 1 only its first
-            for b, most in enumerate([3, 1, 2, 3]):
-                assert set(np.unique(m[b][a[b] > 0]).tolist()) == set(range(most))
     fast = generate(model, n, **kw)
     naive = generate(model, n, method="naive", **kw)
     np.testing.assert_array_equal(fast, naive)
@@ -87,16 +77,11 @@ def test_fast_equals_naive_with_local_conditioning(source, k, stacks, n_tags, n_
 
 @pytest.mark.parametrize(
     "source, input, taps",
-    [("notes", "level", 1), ("notes", "embedding", 1), ("notes", "level", 3), ("notes", "level", (1, 3))]
-    + [("mel", "level", 1)],
+    [("notes", "level", 1), ("notes", "embedding", 1), ("notes", "level", 3), ("mel", "level", 1)],
 )
 @pytest.mark.parametrize("offset", [0, 5, 2 * HOP + 3])
 def test_teacher_forced_logits_equal_forward_with_local_conditioning(source, input, taps, offset):
-    per_tag = taps if isinstance(taps, tuple) else ()  # tag_period_taps: tag 0's rows one lag, tag 1's three
-    taps = max(per_tag) if per_tag else taps
-    model = local_model(
-        source, kernel_size=3, stacks=2, n_tags=2, input=input, period_taps=taps, tag_period_taps=per_tag
-    )
+    model = local_model(source, kernel_size=3, stacks=2, n_tags=2, input=input, period_taps=taps)
     B, T = 2, 3 * model.receptive_field + 7
     codes = np.random.default_rng(0).integers(0, 32, (B, T))
     tags = multi_hot(B, 2)

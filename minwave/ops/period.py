@@ -52,11 +52,10 @@ def pitch_periods(sample_rate: int, reach: int, periods: int = 1) -> list[tuple[
     return out
 
 
-def period_tap_forward(levels, frames, W, hop: int, sample_rate: int, offset: int, reach: int, t_out: int, lags=None):
+def period_tap_forward(levels, frames, W, hop: int, sample_rate: int, offset: int, reach: int, t_out: int):
     """x_0's period term r @ W (B, t_out, R) at the last t_out positions of levels y (B, T), and the cache
     r (B, t_out, taps). Position t predicts sample offset + t + 1 of the frames (B, F, ≥ P: the sounding
     fractions in channels 0 … P-1), which must cover it. W (taps, R): row m reads m + 1 periods back.
-    lags: (B,) integers, row b reading only its first lags[b] lags (r[b, :, m] = 0 for m ≥ lags[b]); None: all.
 
     reach: the farthest lag read (WaveNetConfig.tap_reach). Only the pitches sounding in the frames used
     are visited (a melody has a handful of the 88); each is a few (B, t_out) operations.
@@ -81,8 +80,6 @@ def period_tap_forward(levels, frames, W, hop: int, sample_rate: int, offset: in
                 held[p] = repeat_forward(frames[:, :, p : p + 1], hop, first, t_out)[0][:, :, 0]
             i = reach + 1 + t0 - n  # padded index of y[t0 - n]
             r[:, :, m] += held[p] * ((1 - d) * padded[:, i + 1 : i + 1 + t_out] + d * padded[:, i : i + t_out])
-    if lags is not None:
-        r *= (xp.arange(W.shape[0])[None, :] < lags[:, None]).astype(r.dtype)[:, None, :]  # (B, 1, taps)
     return r @ W, r
 
 
